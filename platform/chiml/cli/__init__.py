@@ -1,0 +1,1 @@
+"""The `chiml` command line. Each capability adds one module here with a ``register(app)``."""

@@ -1,0 +1,1 @@
+"""The local profile's machinery: supervisord, its programs, the managed PostgreSQL."""

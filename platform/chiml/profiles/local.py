@@ -1,0 +1,289 @@
+"""The local profile: every service a supervised process on 127.0.0.1 under CHIML_HOME."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+from chiml.errors import ChimlError
+from chiml.local.layout import HomeLayout
+from chiml.local.postgres import ManagedPostgres, libpq_url
+from chiml.local.services import LocalService, build_services, database_urls, write_optuna_dashboard_config
+from chiml.local.supervisor import Supervisor
+from chiml.profiles.base import Profile, ServiceStatus
+
+Progress = Callable[[str], None]
+
+
+def _port_owner(port: int) -> str:
+    """Who listens on a port, for the error message (best effort: may need privileges)."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f" by {proc.name()} (pid {conn.pid})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as the servers use it: a listener blocks the bind, TIME_WAIT leftovers don't.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalProfile(Profile):
+    """Local processes under supervisord."""
+
+    name = "local"
+
+    def __init__(self, loaded: Any) -> None:
+        super().__init__(loaded)
+        self.layout = HomeLayout(self.home)
+        self.supervisor = Supervisor(self.home)
+
+    # ----------------------------------------------------------------- services
+    def services(self) -> list[LocalService]:
+        return build_services(self.loaded)
+
+    def _check_ports(self, services: list[LocalService]) -> None:
+        running = self.supervisor.all_info() if self.supervisor.is_running() else {}
+        for service in services:
+            info = running.get(service.name)
+            if info and info.get("statename") in ("RUNNING", "STARTING"):
+                continue  # ours already
+            if not port_is_free(service.port):
+                key = "postgresql" if service.name == "postgresql" else service.name
+                raise ChimlError(
+                    f"port {service.port} for {service.title} is already in use{_port_owner(service.port)}",
+                    hint=f"stop that process or set local.ports.{key} in chiml.yaml",
+                )
+
+    def _wait_healthy(self, services: list[LocalService], timeout: float, progress: Progress | None) -> None:
+        deadline = time.monotonic() + timeout
+        wall_start = int(time.time()) - 1
+        pending = {service.name: service for service in services}
+        last_detail: dict[str, str] = {}
+        while pending:
+            for name, service in list(pending.items()):
+                ok, detail = service.check_health()
+                last_detail[name] = detail
+                if ok:
+                    del pending[name]
+                    if progress:
+                        progress(f"{service.title} is healthy")
+                    continue
+                info = self.supervisor.program_info(name)
+                if info and info.get("statename") == "FATAL":
+                    raise self._service_failed(service, f"exited repeatedly ({info.get('spawnerr') or 'see log'})")
+                # A crash after `startsecs` never reaches FATAL (supervisord just respawns it), so
+                # any non-zero exit since we began waiting counts as a failed start.
+                if info and info.get("stop", 0) >= wall_start and info.get("exitstatus", 0) not in (0, None):
+                    raise self._service_failed(service, f"exited with status {info['exitstatus']}")
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                name, service = next(iter(pending.items()))
+                raise self._service_failed(service, f"not healthy after {timeout:.0f}s: {last_detail.get(name)}")
+            time.sleep(0.25)
+
+    def _service_failed(self, service: LocalService, why: str) -> ChimlError:
+        log = self.supervisor.log_file(service.name)
+        tail = ""
+        if log.exists():
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            if lines:
+                tail = lines[-1].strip()[:300]
+        hint = f"log: {log}" + (f" — last line: {tail}" if tail else "")
+        return ChimlError(f"{service.title} failed its health check: {why}", hint=hint)
+
+    # ----------------------------------------------------------------- up / down
+    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
+        services = self.services()
+        if dry_run:
+            if progress:
+                for service in services:
+                    progress(f"would run {service.title} on {service.url}: {' '.join(service.program.command)}")
+            return [ServiceStatus(s.name, s.url, False, "dry run") for s in services]
+
+        started_supervisor = False
+        self.layout.create()
+        self._check_ports(services)
+        try:
+            local = self.config.local
+            if local.database == "postgresql" and not local.postgresql.url:
+                pg = ManagedPostgres(self.loaded)
+                if not pg.initialized() and progress:
+                    progress("initialising PostgreSQL cluster")
+                pg.init()
+            write_optuna_dashboard_config(self.loaded)
+            self.supervisor.write_config()
+            # Drop program files of services no longer configured (endpoints are kept).
+            wanted = {service.name for service in services}
+            for name in self.supervisor.program_names():
+                if name in {"postgresql", "mlflow", "optuna_dashboard", "tensorboard"} and name not in wanted:
+                    self.supervisor.program_file(name).unlink()
+            # The database first: MLflow and Optuna need their databases to exist.
+            database = [s for s in services if s.name == "postgresql"]
+            for service in database:
+                self.supervisor.write_program(service.program)
+            if not self.supervisor.is_running():
+                if progress:
+                    progress("starting supervisord")
+                self.supervisor.start()
+                started_supervisor = True
+            if database:
+                self.supervisor.apply()
+                self._wait_healthy(database, local.health_timeout_s, progress)
+                ManagedPostgres(self.loaded).create_databases()
+            elif local.database == "postgresql":
+                self._create_external_databases()
+            if local.database == "postgresql":
+                self._create_optuna_schema()
+            for service in services:
+                self.supervisor.write_program(service.program)
+            self.supervisor.apply()
+            self._wait_healthy([s for s in services if s not in database], local.health_timeout_s, progress)
+        except BaseException:
+            if started_supervisor:
+                self.supervisor.shutdown()  # leave no stray process behind
+            raise
+        _mlflow_uri, _optuna_storage = database_urls(self.loaded)
+        with self.state.edit() as doc:
+            doc["local"] = {
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "database": self.config.local.database,
+                "services": {s.name: {"url": s.url, "port": s.port} for s in services},
+                "optuna_storage_kind": "journal" if self.config.local.database == "sqlite" else "rdb",
+            }
+        self._wait_endpoints(progress)
+        return self.status()
+
+    def _create_external_databases(self) -> None:
+        import psycopg2
+
+        base = self.config.local.postgresql.url or ""
+        root = base.rstrip("/")
+        try:
+            conn = psycopg2.connect(libpq_url(root), connect_timeout=5)
+        except psycopg2.OperationalError as err:
+            raise ChimlError(f"cannot connect to local.postgresql.url: {str(err).strip().splitlines()[0]}") from None
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                for name in ("mlflow", "optuna"):
+                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                    if cur.fetchone() is None:
+                        cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+
+    def _create_optuna_schema(self) -> None:
+        # optuna-dashboard opens RDB storage with skip_table_creation: create the schema first.
+        import optuna
+
+        optuna.storages.RDBStorage(database_urls(self.loaded)[1]).engine.dispose()
+
+    def _wait_endpoints(self, progress: Progress | None) -> None:
+        """Endpoints restored from state come up with supervisord; wait briefly for them."""
+        try:
+            backend = self.endpoints()
+        except (ChimlError, ImportError):
+            return
+        wait = getattr(backend, "wait_all_ready", None)
+        if wait is not None:
+            wait(progress=progress)
+
+    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
+        if progress:
+            progress("stopping services")
+        self.supervisor.shutdown()
+        with self.state.edit() as doc:
+            if "local" in doc:
+                doc["local"]["stopped_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+                doc["local"].pop("started_at", None)
+
+    # ----------------------------------------------------------------- status
+    def status(self) -> list[ServiceStatus]:
+        running = self.supervisor.is_running()
+        info = self.supervisor.all_info() if running else {}
+        result: list[ServiceStatus] = []
+        for service in self.services():
+            proc = info.get(service.name)
+            if not running or proc is None:
+                result.append(ServiceStatus(service.name, service.url, False, "stopped"))
+                continue
+            healthy, detail = service.check_health()
+            state = proc.get("statename", "?")
+            result.append(
+                ServiceStatus(
+                    service.name,
+                    service.url,
+                    healthy and state == "RUNNING",
+                    detail if state == "RUNNING" else state.lower(),
+                    pid=proc.get("pid") or None,
+                )
+            )
+        return result
+
+    def logs(self, service: str, lines: int = 100, follow: bool = False) -> None:
+        path = self.supervisor.log_file(service)
+        known = [s.name for s in self.services()] + ["supervisord"]
+        if not path.exists():
+            endpoints = sorted(p.stem for p in self.supervisor.logs.glob("*.log"))
+            raise ChimlError(f"no log for {service!r}", hint=f"known logs: {', '.join(endpoints or known)}")
+        with path.open("r", errors="replace") as handle:
+            tail = handle.readlines()[-lines:]
+            print("".join(tail), end="")
+            while follow:
+                line = handle.readline()
+                if line:
+                    print(line, end="", flush=True)
+                else:
+                    time.sleep(0.5)
+
+    # ----------------------------------------------------------------- lifecycle wiring
+    def _service_url(self, name: str) -> str:
+        recorded = (self.state.get("local") or {}).get("services", {}).get(name)
+        if recorded:
+            return recorded["url"]
+        port = getattr(self.config.local.ports, name)
+        return f"http://127.0.0.1:{port}"
+
+    def tracking_uri(self) -> str:
+        return os.environ.get("CHIML_TRACKING_URI") or self._service_url("mlflow")
+
+    def optuna_storage(self) -> str:
+        return database_urls(self.loaded)[1]
+
+    def tensorboard_logdir(self) -> str:
+        self.layout.tensorboard_logdir.mkdir(parents=True, exist_ok=True)
+        return str(self.layout.tensorboard_logdir)
+
+    def endpoints(self) -> Any:
+        from chiml.serving.local import LocalEndpoints
+
+        return LocalEndpoints(self)
+
+    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+        from chiml.paths import repo_root
+
+        root = repo_root()
+        if root is None:
+            raise ChimlError("the smoke suite ships with the source checkout; run `chiml smoke` from it")
+        env = {"CHIML_HOME": str(self.home)}
+        if self.loaded.path:
+            env["CHIML_CONFIG"] = str(self.loaded.path)
+        return [str(root / "smoke_tests" / "local")], env
