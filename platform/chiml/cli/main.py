@@ -54,7 +54,10 @@ _register_commands()
 def main() -> None:
     """Console-script entry: user-facing errors are one line, never a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ChimlError as err:
         err_console.print(f"[bold red]error:[/] {err.message}", highlight=False, soft_wrap=True)
         if err.hint:

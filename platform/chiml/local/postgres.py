@@ -44,9 +44,12 @@ def libpq_url(url: str) -> str:
 
 def find_bin_dir(configured: str | None) -> Path:
     """The folder holding initdb and postgres."""
-    candidates: list[Path] = []
     if configured:
-        candidates.append(Path(configured))
+        folder = Path(configured)
+        if not ((folder / "initdb").exists() and (folder / "postgres").exists()):
+            raise ChimlError(f"local.postgresql.bin_dir {folder} holds no initdb/postgres binaries")
+        return folder
+    candidates: list[Path] = []
     found = shutil.which("initdb")
     if found:
         candidates.append(Path(os.path.realpath(found)).parent)

@@ -119,6 +119,7 @@ class LocalProfile(Profile):
             return [ServiceStatus(s.name, s.url, False, "dry run") for s in services]
 
         started_supervisor = False
+        self.state.load()  # a corrupt state file stops us before anything starts
         self.layout.create()
         self._check_ports(services)
         try:
