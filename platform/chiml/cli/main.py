@@ -52,32 +52,18 @@ _register_commands()
 
 
 def main() -> None:
-    """Console-script entry: user-facing errors are one line, never a traceback."""
+    """Console-script entry: user-facing errors are one line, never a traceback.
+
+    Click's standalone mode handles usage errors and ``typer.Exit``; a :class:`ChimlError`
+    passes through it and is printed here.
+    """
     try:
-        # Without standalone mode click returns typer.Exit's code instead of exiting.
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        app()
     except ChimlError as err:
         err_console.print(f"[bold red]error:[/] {err.message}", highlight=False, soft_wrap=True)
         if err.hint:
             err_console.print(f"[dim]hint: {err.hint}[/]", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as err:  # click usage errors and the like
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
 
 
 if __name__ == "__main__":
