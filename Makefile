@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install tools up down status smoke test test-fast test-slow lint bench lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # The venv is rebuilt only when the pins or the package metadata change.
 $(STAMP): $(CONSTRAINTS) pyproject.toml services/serving/pyproject.toml

@@ -68,7 +68,8 @@ def down(
     prof = get_profile(loaded)
     with console.status("stopping…") as spinner:
         prof.down(yes=yes, progress=lambda m: spinner.update(m))
-    console.print(f"[green]stopped[/] the {prof.name} platform (data kept in {loaded.home})")
+    kept = f" (data kept in {loaded.home})" if prof.name == "local" else ""
+    console.print(f"[green]stopped[/] the {prof.name} platform{kept}")
 
 
 def status(

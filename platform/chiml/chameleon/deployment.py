@@ -1,0 +1,362 @@
+"""`up` and `down` on Chameleon: lease -> Terraform -> k3s -> kubeconfig -> cluster description.
+
+Resumable and idempotent: every step records what it made in state (key ``chameleon``) *before*
+waiting on it, so a re-run after a failure or Ctrl-C continues where it stopped and never
+reserves or creates anything twice. A failure rolls back what *this run* created (newest first:
+Terraform resources, then the lease); whatever existed before the run is kept and named in the
+error together with the command that removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from chiml.chameleon.auth import check_credentials
+from chiml.chameleon.k3s import describe_cluster, fetch_kubeconfig, wait_for_nodes
+from chiml.chameleon.lease import LeaseClient, LeaseInfo, LeaseRequest
+from chiml.chameleon.publicip import detect_admin_cidr
+from chiml.chameleon.ssh import Connector, ParamikoConnector, SSHTarget, render_ssh_config
+from chiml.chameleon.terraform import Terraform
+from chiml.chameleon.tfvars import build_tfvars, root_config_name, terraform_source_dir, write_tfvars
+from chiml.cluster import ClusterDescription
+from chiml.config import LoadedConfig
+from chiml.errors import ChimlError
+from chiml.state import StateStore
+
+STATE_KEY = "chameleon"
+# Progress and warnings go to stderr so that `--json` output on stdout stays parseable.
+console = Console(stderr=True)
+
+
+@dataclass
+class Dependencies:
+    """The outer boundaries, injectable so tests can stand fakes in for Chameleon and the nodes."""
+
+    lease_client: LeaseClient = field(default_factory=LeaseClient)
+    terraform_binary: str | None = None
+    connector: Callable[[SSHTarget], Connector] = ParamikoConnector
+    detect_admin_cidr: Callable[[], str] = detect_admin_cidr
+    environ: dict[str, str] | None = None  # None: os.environ
+    confirm: Callable[[str], bool] | None = None  # None: ask on the terminal
+    k3s_poll_s: float = 20.0
+
+
+class ChameleonDeployment:
+    """One deployment (one lease, one Terraform state, one k3s cluster) of a CHIML_HOME."""
+
+    def __init__(self, loaded: LoadedConfig, deps: Dependencies | None = None) -> None:
+        self.loaded = loaded
+        self.cfg = loaded.config.chameleon
+        self.deps = deps or Dependencies()
+        self.state = StateStore(loaded.home)
+        self.dir = loaded.home / "chameleon"
+        self.root = root_config_name(self.cfg)
+        self.tf_dir = self.dir / "terraform" / self.root
+        self.tfvars_path = self.tf_dir / "chiml.auto.tfvars.json"
+        self.kubeconfig_path = self.dir / "kubeconfig"
+        self.ssh_config_path = self.dir / "ssh_config"
+        self.known_hosts = self.dir / "known_hosts"
+
+    # ------------------------------------------------------------------ state helpers
+    def _st(self) -> dict[str, Any]:
+        return dict(self.state.get(STATE_KEY) or {})
+
+    def _update(self, **values: Any) -> None:
+        with self.state.edit() as doc:
+            current = dict(doc.get(STATE_KEY) or {})
+            current.update(values)
+            doc[STATE_KEY] = current
+
+    def _terraform(self) -> Terraform:
+        return Terraform(self.tf_dir, binary=self.deps.terraform_binary)
+
+    # ------------------------------------------------------------------ plan (dry run)
+    def plan(self) -> dict[str, Any]:
+        """What `up` would do, computed without touching the network."""
+        request = LeaseRequest.from_config(self.cfg)
+        admin = self.cfg.admin_cidr or "<public IPv4 of this machine>/32 (detected by `up`)"
+        tfvars = build_tfvars(self.cfg, admin, lease=None)
+        nodes = [f"{self.cfg.deployment}-server"]
+        nodes += [f"{self.cfg.deployment}-cpu-{i}" for i in range(self.cfg.cpu_agents.count)]
+        nodes += [f"{self.cfg.deployment}-gpu-{i}" for i in range(self.cfg.gpu_agents.count)]
+        steps = [
+            f"check OS_* credentials for {self.cfg.site}, terraform, keypair {self.cfg.key_name or '<unset>'} "
+            f"and {self.cfg.ssh_private_key}",
+            f"lease: reserve {', '.join(f'{s.amount} x {s.key}' for s in request.reservations)} + 1 floating IP "
+            f"for {self.cfg.lease_hours} h as '{request.name}'; wait up to {self.cfg.lease_timeout_s} s for ACTIVE",
+            f"terraform: init + apply terraform/{self.root} in {self.tf_dir} with the tfvars below",
+            f"k3s {self.cfg.k3s_version}: wait up to {self.cfg.k3s_timeout_s} s for nodes "
+            f"{', '.join(nodes)} to be Ready",
+            f"kubeconfig: fetch over SSH to {self.kubeconfig_path} (server = https://<floating IP>:6443)",
+            "helm: chiml.kube.installer.install_platform(cluster description)",
+        ]
+        return {"lease": request.to_json(), "terraform_root": f"terraform/{self.root}", "tfvars": tfvars,
+                "nodes": nodes, "steps": steps, "blockers": self._blockers()}
+
+    def _blockers(self) -> list[str]:
+        """What would stop `up` at its first step, found without the network."""
+        problems = []
+        if not self.cfg.key_name:
+            problems.append("chameleon.key_name is not set (an existing keypair of the site)")
+        if not Path(self.cfg.ssh_private_key).expanduser().is_file():
+            problems.append(f"SSH private key {self.cfg.ssh_private_key} not found (chameleon.ssh_private_key)")
+        try:
+            check_credentials(self.cfg.site, self.deps.environ)
+        except ChimlError as err:
+            problems.append(err.message + " - source the site's application-credential openrc")
+        if not shutil.which("terraform") and not self.deps.terraform_binary:
+            problems.append("terraform is not on PATH (`make tools`)")
+        return problems
+
+    # ------------------------------------------------------------------ up
+    def _preflight(self) -> str:
+        if not self.cfg.key_name:
+            raise ChimlError("chameleon.key_name is not set", hint="name an existing Chameleon keypair of this site")
+        key = Path(self.cfg.ssh_private_key).expanduser()
+        if not key.is_file():
+            raise ChimlError(f"SSH private key {key} not found", hint="set chameleon.ssh_private_key")
+        check_credentials(self.cfg.site, self.deps.environ)
+        self._terraform()  # raises when terraform is missing
+        st = self._st()
+        if st.get("deployment") not in (None, self.cfg.deployment) or st.get("site") not in (None, self.cfg.site):
+            raise ChimlError(
+                f"this CHIML_HOME already holds deployment {st.get('deployment')} at {st.get('site')}",
+                hint="`chiml down` it first, or use another CHIML_HOME",
+            )
+        return self.cfg.admin_cidr or self.deps.detect_admin_cidr()
+
+    def up(self, progress: Callable[[str], None] | None = None) -> ClusterDescription:
+        say = progress or (lambda message: console.print(f"[dim]…[/] {message}", highlight=False))
+        admin_cidr = self._preflight()
+        self._update(deployment=self.cfg.deployment, site=self.cfg.site, root=self.root)
+        created: list[str] = []
+        try:
+            lease = self._ensure_lease(created, say)
+            warning = lease.expiry_warning()
+            if warning:
+                console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            outputs = self._apply(lease, admin_cidr, created, say)
+            cluster = self._k3s(outputs, say)
+        except KeyboardInterrupt:
+            raise ChimlError("interrupted", hint=self._leftovers_hint()) from None
+        except Exception as err:
+            message = err.message if isinstance(err, ChimlError) else f"{err.__class__.__name__}: {err}"
+            raise ChimlError(message, hint=self._rollback(created, say)) from None
+        self._update(phase="ready", cluster=cluster.to_json())
+        return cluster
+
+    def _ensure_lease(self, created: list[str], say: Callable[[str], None]) -> LeaseInfo:
+        client = self.deps.lease_client
+        request = LeaseRequest.from_config(self.cfg)
+        st = self._st()
+        lease_id = (st.get("lease") or {}).get("id")
+        if lease_id:
+            found = client.status(lease_id)
+            if found is None or found[0] in ("TERMINATED", "DELETED", "ERROR"):
+                if self._terraform().has_resources():
+                    raise ChimlError(
+                        f"lease {lease_id} is {found[0] if found else 'gone'} but Terraform still has resources",
+                        hint="run `chiml down` to clean up, then `chiml up`",
+                    )
+                say(f"lease {lease_id} is {found[0] if found else 'gone'}: reserving a new one")
+                if found is not None and found[0] == "ERROR":
+                    client.delete(lease_id)
+                self._update(lease=None)
+                lease_id = None
+            else:
+                say(f"lease {request.name} ({lease_id}) is {found[0]}: reusing it")
+        if not lease_id:
+            existing = client.find_by_name(request.name)
+            if existing is not None:
+                lease_id = existing["id"]
+                say(f"adopting live lease {request.name} ({lease_id}) left by an earlier run")
+            else:
+                say(f"reserving {request.to_json()['reservations']} at {request.site}")
+                lease_id = client.create(request)
+                created.append("lease")
+            # Recorded before waiting: an interrupted wait leaves a lease `down` knows about.
+            self._update(lease={"id": lease_id, "name": request.name, "status": "PENDING"})
+        raw = client.wait_active(lease_id, self.cfg.lease_timeout_s, on_status=lambda s: say(f"lease is {s}"))
+        info = client.describe(raw, request)
+        self._update(lease=info.to_json(), phase="lease")
+        say(f"lease ACTIVE until {info.end}; floating IP {info.floating_ip}")
+        return info
+
+    def _apply(self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]) -> dict:
+        Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform")
+        tf = self._terraform()
+        write_tfvars(self.tfvars_path, build_tfvars(self.cfg, admin_cidr, lease))
+        if not tf.has_resources():
+            created.append("terraform")  # even a failed apply can leave resources: destroy on rollback
+        self._update(terraform_dir=str(self.tf_dir), phase="terraform")
+        tf.init(progress=say)
+        tf.apply(self.tfvars_path, progress=say)
+        outputs = tf.output()
+        for key in ("server", "agents", "api_url"):
+            if key not in outputs:
+                raise ChimlError(f"terraform output lacks {key!r}: is terraform/{self.root} up to date?")
+        self._update(outputs=outputs)
+        return outputs
+
+    def _target(self, floating_ip: str) -> SSHTarget:
+        return SSHTarget(
+            user=self.cfg.ssh_user,
+            key_path=Path(self.cfg.ssh_private_key).expanduser(),
+            jump_host=floating_ip,
+            known_hosts=self.known_hosts,
+        )
+
+    def _k3s(self, outputs: dict[str, Any], say: Callable[[str], None]) -> ClusterDescription:
+        server = outputs["server"]
+        agents = outputs["agents"]
+        target = self._target(server["floating_ip"])
+        self.ssh_config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.ssh_config_path.write_text(render_ssh_config(target, server["name"], agents), encoding="utf-8")
+        connector = self.deps.connector(target)
+        expected = [server["name"], *(agent["name"] for agent in agents)]
+        nodes = wait_for_nodes(
+            connector,
+            expected,
+            {agent["name"]: agent["private_ip"] for agent in agents},
+            timeout_s=self.cfg.k3s_timeout_s,
+            poll_s=self.deps.k3s_poll_s,
+            progress=say,
+        )
+        want_gpu = {agent["name"] for agent in agents if agent.get("gpu")}
+        cluster = describe_cluster(nodes, self.kubeconfig_path, server["floating_ip"])
+        missing_gpu = sorted(want_gpu - {node.name for node in cluster.nodes if node.gpu})
+        if missing_gpu:
+            raise ChimlError(f"GPU nodes without the GPU label: {', '.join(missing_gpu)}")
+        fetch_kubeconfig(connector, server["floating_ip"], self.cfg.deployment, self.kubeconfig_path)
+        self._update(kubeconfig=str(self.kubeconfig_path), phase="k3s")
+        say(f"k3s ready: {len(nodes)} nodes, {sum(n.gpu for n in cluster.nodes)} with GPUs")
+        return cluster
+
+    # ------------------------------------------------------------------ failure handling
+    def _leftovers(self) -> list[str]:
+        st = self._st()
+        left = []
+        if self.tf_dir.exists() and self._terraform().has_resources():
+            left.append(f"Terraform resources (state in {self.tf_dir})")
+        lease = st.get("lease") or {}
+        if lease.get("id"):
+            left.append(f"lease {lease.get('name')} ({lease['id']})")
+        return left
+
+    def _leftovers_hint(self) -> str:
+        left = self._leftovers()
+        if not left:
+            return "nothing was left reserved"
+        return f"left: {'; '.join(left)}. `chiml up` continues, `chiml down --yes` removes them"
+
+    def _rollback(self, created: list[str], say: Callable[[str], None]) -> str:
+        """Undo what this run created, newest first; return the hint describing the outcome."""
+        undone: list[str] = []
+        st = self._st()
+        # A failed init or an apply that failed before creating anything leaves an empty state.
+        if "terraform" in created and self._terraform().has_resources():
+            try:
+                say("rolling back: terraform destroy")
+                self._terraform().destroy(self.tfvars_path, progress=say)
+                undone.append("Terraform resources destroyed")
+            except ChimlError as err:
+                return f"rollback stopped, {err.message}. {self._leftovers_hint()}"
+        lease = st.get("lease") or {}
+        if "lease" in created and lease.get("id"):
+            try:
+                say(f"rolling back: deleting lease {lease['id']}")
+                self.deps.lease_client.delete(lease["id"])
+                undone.append(f"lease {lease.get('name')} deleted")
+            except ChimlError as err:
+                return f"rollback stopped, {err.message}. {self._leftovers_hint()}"
+            self._update(lease=None)
+        left = self._leftovers()
+        if not left:
+            # Nothing reserved or created any more: no half-written state either.
+            self.state.delete(STATE_KEY)
+            shutil.rmtree(self.dir, ignore_errors=True)
+        parts = [f"rolled back: {', '.join(undone)}"] if undone else []
+        if left:
+            parts.append(
+                f"kept from an earlier run: {'; '.join(left)}; `chiml up` continues, `chiml down --yes` removes"
+            )
+        return ". ".join(parts) or "nothing was left reserved"
+
+    # ------------------------------------------------------------------ down
+    def describe_loss(self) -> str:
+        st = self._st()
+        outputs = st.get("outputs") or {}
+        names = [outputs.get("server", {}).get("name")] + [a["name"] for a in outputs.get("agents", [])]
+        names = [n for n in names if n]
+        lease = st.get("lease") or {}
+        return (
+            f"This destroys deployment {st.get('deployment')} at {st.get('site')}: instances "
+            f"{', '.join(names) or '(none recorded)'} with everything on their disks (the k3s cluster, "
+            "its volumes, MLflow runs, models and data stored in it), the security group and network, "
+            f"and deletes lease {lease.get('name') or '-'} ({lease.get('id') or 'none'}). This cannot be undone."
+        )
+
+    def _confirm(self, question: str) -> bool:
+        if self.deps.confirm is not None:
+            return self.deps.confirm(question)
+        if not sys.stdin.isatty():
+            raise ChimlError("refusing to destroy without confirmation", hint="pass --yes")
+        import typer
+
+        return typer.confirm(question, default=False)
+
+    def down(self, yes: bool = False, progress: Callable[[str], None] | None = None) -> bool:
+        """Destroy the instances, then delete the lease. False when there was nothing to do."""
+        say = progress or (lambda message: console.print(f"[dim]…[/] {message}", highlight=False))
+        st = self._st()
+        lease = st.get("lease") or {}
+        has_tf = self.tf_dir.exists() and self._terraform().has_resources()
+        if not st and not has_tf:
+            say("no Chameleon deployment recorded in this CHIML_HOME: nothing to remove")
+            return False
+        console.print(self.describe_loss(), highlight=False)
+        if not yes and not self._confirm("Destroy it?"):
+            raise ChimlError("aborted: nothing was destroyed")
+        if has_tf or lease.get("id"):
+            check_credentials(self.cfg.site, self.deps.environ)
+        if has_tf:
+            tf = self._terraform()
+            if not self.tfvars_path.is_file():
+                raise ChimlError(f"{self.tfvars_path} is missing: cannot run terraform destroy")
+            found = self.deps.lease_client.status(lease["id"]) if lease.get("id") else None
+            lease_alive = found is not None and found[0] == "ACTIVE"
+            say("terraform destroy" + ("" if lease_alive else " (lease over: instances already gone, no refresh)"))
+            try:
+                tf.destroy(self.tfvars_path, progress=say, refresh=lease_alive)
+            except ChimlError as err:
+                raise ChimlError(
+                    err.message,
+                    hint=f"lease {lease.get('id') or '-'} was kept; fix the cause and re-run `chiml down`",
+                ) from None
+        if lease.get("id"):
+            say(f"deleting lease {lease.get('name')} ({lease['id']})")
+            if not self.deps.lease_client.delete(lease["id"]):
+                say("the lease was already gone")
+        self.state.delete(STATE_KEY)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        say("everything on Chameleon is released")
+        return True
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The dry-run plan as text (JSON blocks for the lease request and the tfvars)."""
+    lines = ["Plan of `chiml up` on Chameleon (dry run: nothing is reserved or created)", ""]
+    lines += [f"  {i}. {step}" for i, step in enumerate(plan["steps"], 1)]
+    if plan["blockers"]:
+        lines += ["", "Fix before a real `up`:"] + [f"  - {problem}" for problem in plan["blockers"]]
+    lines += ["", "Lease request:", json.dumps(plan["lease"], indent=2), "",
+              f"Terraform variables ({plan['terraform_root']}):", json.dumps(plan["tfvars"], indent=2, sort_keys=True)]
+    return "\n".join(lines)

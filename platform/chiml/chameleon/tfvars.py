@@ -1,0 +1,76 @@
+"""chiml.yaml + the lease -> the Terraform variables of the bare-metal or KVM root configuration.
+
+Users never edit tfvars: this is the only place they are written. Keys must match the root
+configuration's variables exactly (a test parses the HCL and checks both directions).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from chiml.chameleon.lease import LeaseInfo
+from chiml.config.chameleon import ChameleonConfig
+from chiml.paths import repo_root
+
+PLACEHOLDER = "<from the lease>"
+
+
+def terraform_source_dir() -> Path:
+    """The repository's terraform/ folder (the modules ship with the source checkout)."""
+    root = repo_root()
+    if root is None or not (root / "terraform").is_dir():
+        from chiml.errors import ChimlError
+
+        raise ChimlError("terraform/ not found: the chameleon profile runs from a chiml source checkout")
+    return root / "terraform"
+
+
+def root_config_name(cfg: ChameleonConfig) -> str:
+    return "kvm" if cfg.is_kvm else "baremetal"
+
+
+def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None) -> dict[str, Any]:
+    """The variables for ``terraform/<root>``; without a lease (dry run) its values are placeholders."""
+    def from_lease(mapping: dict[str, str] | None, group: str) -> str | None:
+        if getattr(cfg, group).count == 0:
+            return None
+        if mapping is None:
+            return PLACEHOLDER
+        return mapping[group]
+
+    reservations = lease.reservations if lease else None
+    flavors = lease.flavors if lease else None
+    values: dict[str, Any] = {
+        "region": cfg.site,
+        "deployment": cfg.deployment,
+        "key_name": cfg.key_name,
+        "admin_cidr": admin_cidr,
+        "network_name": cfg.network,
+        "private_network": cfg.private_network,
+        "image": cfg.image,
+        "gpu_image": cfg.gpu_image,
+        "cpu_agent_count": cfg.cpu_agents.count,
+        "gpu_agent_count": cfg.gpu_agents.count,
+        "floating_ip_address": lease.floating_ip if lease else PLACEHOLDER,
+        "k3s_version": cfg.k3s_version,
+        "nvidia_toolkit_version": cfg.nvidia_toolkit_version,
+        "registry_mirror": cfg.registry_mirror,
+    }
+    if cfg.is_kvm:
+        values["server_flavor_id"] = from_lease(flavors, "server")
+        values["cpu_agent_flavor_id"] = from_lease(flavors, "cpu_agents")
+        values["gpu_agent_flavor_id"] = from_lease(flavors, "gpu_agents")
+    else:
+        values["server_reservation_id"] = from_lease(reservations, "server")
+        values["cpu_agent_reservation_id"] = from_lease(reservations, "cpu_agents")
+        values["gpu_agent_reservation_id"] = from_lease(reservations, "gpu_agents")
+    return values
+
+
+def write_tfvars(path: Path, values: dict[str, Any]) -> Path:
+    """``*.tfvars.json`` (Terraform reads JSON variable files natively; null means 'use the default')."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

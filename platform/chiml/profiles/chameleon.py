@@ -1,0 +1,190 @@
+"""The chameleon profile: lease + Terraform + k3s on Chameleon Cloud, then the Helm layer.
+
+The infrastructure work lives in :mod:`chiml.chameleon`; this class maps it onto the generic
+profile contract (`up`/`down`/`status`/`smoke_args`) and hands the ready cluster to the Helm
+layer (:func:`chiml.kube.installer.install_platform`).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from chiml.chameleon.auth import check_credentials
+from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependencies, console, format_plan
+from chiml.chameleon.lease import LeaseInfo
+from chiml.cluster import ClusterDescription, NodeInfo
+from chiml.config import LoadedConfig
+from chiml.errors import ChimlError
+from chiml.paths import repo_root
+from chiml.profiles.base import Profile, ServiceStatus
+
+# Where the Helm layer records the URLs of the services it installed (state key `kubernetes`).
+_URL_KEYS = {"tracking_uri": "MLflow", "optuna_storage": "Optuna storage", "tensorboard_logdir": "TensorBoard"}
+Progress = Callable[[str], None]
+
+
+class ChameleonProfile(Profile):
+    """A k3s cluster on reserved Chameleon hardware."""
+
+    name = "chameleon"
+
+    def __init__(self, loaded: LoadedConfig, deps: Dependencies | None = None) -> None:
+        super().__init__(loaded)
+        self.deployment = ChameleonDeployment(loaded, deps)
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
+        if dry_run:
+            # Print only: no credentials, no network, no state written.
+            plan = self.deployment.plan()
+            print(format_plan(plan))
+            self._install_platform(self._planned_cluster(plan), dry_run=True, progress=progress)
+            return []
+        cluster = self.deployment.up(progress=progress)
+        self._install_platform(cluster, dry_run=False, progress=progress)
+        return self.status()
+
+    def _planned_cluster(self, plan: dict[str, Any]) -> ClusterDescription:
+        """The cluster `up` would hand the Helm layer, with placeholders for what the lease decides."""
+        nodes = [NodeInfo(name=name, gpu="-gpu-" in name, labels={}) for name in plan["nodes"]]
+        return ClusterDescription(
+            kubeconfig=str(self.deployment.kubeconfig_path),
+            api_endpoint="https://<floating IP>:6443",
+            kubernetes_version=self.config.chameleon.k3s_version,
+            nodes=nodes,
+            ingress_base_url="http://floating-ip.nip.io",
+        )
+
+    def _install_platform(self, cluster: ClusterDescription, dry_run: bool, progress: Progress | None) -> None:
+        try:
+            from chiml.kube.installer import install_platform
+        except ImportError:
+            what = (
+                "it would install the platform next"
+                if dry_run
+                else f"the cluster is ready (kubeconfig {cluster.kubeconfig}) but no platform services were installed"
+            )
+            console.print(f"[yellow]note:[/] the Helm layer (chiml.kube) is not in this checkout: {what}")
+            return
+        if dry_run:
+            print("\nThen the Helm layer, on that cluster:")
+        install_platform(self.loaded, cluster, dry_run=dry_run, progress=progress)
+
+    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
+        self.deployment.down(yes=yes, progress=progress)
+
+    def status(self) -> list[ServiceStatus]:
+        st = self.state.get(STATE_KEY) or {}
+        if not st:
+            return [ServiceStatus("chameleon", None, False, "not up (no deployment in this CHIML_HOME)")]
+        statuses = [self._lease_status(st), self._api_status(st)]
+        kube = self._kube()
+        if kube is not None and self.state.get("kubernetes") and st.get("cluster"):
+            try:  # the platform services on the cluster, as the kubernetes profile sees them
+                statuses += kube.status()
+            except Exception as err:  # status never raises
+                message = err.message if isinstance(err, ChimlError) else str(err)
+                statuses.append(ServiceStatus("platform", None, False, f"cannot query the cluster: {message}"))
+        return statuses
+
+    def _kube(self) -> Any:
+        """The kubernetes profile on the same CHIML_HOME: it finds the cluster through the kubeconfig
+        the Helm layer recorded, which is ours. None when that layer is not in this checkout."""
+        try:
+            from chiml.profiles.kubernetes import KubernetesProfile
+        except ImportError:
+            return None
+        return KubernetesProfile(self.loaded)
+
+    def _lease_status(self, st: dict[str, Any]) -> ServiceStatus:
+        lease = st.get("lease") or {}
+        if not lease.get("id"):
+            return ServiceStatus("lease", None, False, "no lease recorded")
+        try:
+            check_credentials(self.config.chameleon.site, self.deployment.deps.environ)
+            found = self.deployment.deps.lease_client.status(lease["id"])
+        except Exception as err:  # status never raises: report instead
+            message = err.message if isinstance(err, ChimlError) else str(err)
+            return ServiceStatus("lease", None, False, f"{lease['id']}: cannot ask Blazar ({message})")
+        if found is None:
+            return ServiceStatus("lease", None, False, f"{lease['id']}: gone from Blazar")
+        status, end = found
+        info = LeaseInfo(id=lease["id"], name=lease.get("name", ""), status=status, end=end)
+        warning = info.expiry_warning()
+        if warning:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        detail = f"{status}, ends {end}" + (f" - {warning}" if warning else "")
+        return ServiceStatus("lease", None, status == "ACTIVE", detail, extra={"id": lease["id"], "end": end})
+
+    def _api_status(self, st: dict[str, Any]) -> ServiceStatus:
+        cluster = st.get("cluster")
+        if not cluster:
+            return ServiceStatus("k3s", None, False, f"not ready (last step: {st.get('phase', 'none')})")
+        url = cluster["api_endpoint"]
+        host = url.split("//", 1)[1].rsplit(":", 1)[0]
+        try:
+            with socket.create_connection((host, 6443), timeout=3):
+                reachable = True
+        except OSError as err:
+            reachable = False
+            reason = err.__class__.__name__
+        nodes = cluster.get("nodes", [])
+        detail = f"{len(nodes)} nodes ({sum(1 for n in nodes if n.get('gpu'))} GPU), kubeconfig {cluster['kubeconfig']}"
+        if not reachable:
+            detail = f"API unreachable ({reason}); " + detail
+        return ServiceStatus("k3s", url, reachable, detail)
+
+    # ------------------------------------------------------------------ where services are
+    def _url(self, key: str) -> str:
+        """The kubernetes profile's answer (same Helm layer, same cluster) or the URL it recorded."""
+        kube = self._kube()
+        if kube is not None:
+            return str(getattr(kube, key)())
+        value = (self.state.get("kubernetes") or {}).get(key)
+        if not value:
+            raise ChimlError(
+                f"platform not up: no {_URL_KEYS[key]} URL recorded",
+                hint="run `chiml up` (the Helm layer records the service URLs)",
+            )
+        return str(value)
+
+    def tracking_uri(self) -> str:
+        return self._url("tracking_uri")
+
+    def optuna_storage(self) -> str:
+        return self._url("optuna_storage")
+
+    def tensorboard_logdir(self) -> str:
+        return self._url("tensorboard_logdir")
+
+    def endpoints(self) -> Any:
+        """KServe endpoints on the k3s cluster (the kubernetes profile's backend)."""
+        kube = self._kube()
+        if kube is None:
+            raise ChimlError("endpoints need the Helm layer (chiml.kube), which is not in this checkout")
+        return kube.endpoints()
+
+    def secrets(self) -> dict[str, str]:
+        """Generated platform credentials (`chiml status --show-secrets`)."""
+        kube = self._kube()
+        return kube.secrets() if kube is not None and self.state.get("kubernetes") else {}
+
+    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+        """The node checks (SSH backend of testinfra) against the hosts in state."""
+        st = self.state.get(STATE_KEY) or {}
+        outputs = st.get("outputs") or {}
+        if not outputs.get("server"):
+            raise ChimlError("no Chameleon nodes recorded", hint="run `chiml up` first")
+        root = repo_root()
+        if root is None:
+            raise ChimlError("smoke_tests/ not found: run from a chiml source checkout")
+        nodes = [{"name": outputs["server"]["name"], "role": "server", "gpu": False}]
+        nodes += [{"name": a["name"], "role": "agent", "gpu": bool(a.get("gpu"))} for a in outputs.get("agents", [])]
+        hosts = ",".join(f"ssh://{n['name']}" for n in nodes)
+        ssh_config = self.deployment.ssh_config_path
+        args = [str(root / "smoke_tests" / "nodes"), f"--hosts={hosts}", f"--ssh-config={ssh_config}"]
+        env = {"CHIML_SMOKE_NODES": json.dumps(nodes)}
+        return args, env

@@ -1,0 +1,32 @@
+variable "name" {
+  type        = string
+  description = "Name prefix of the network, subnet and router."
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.name))
+    error_message = "name must be lower-case letters, digits and dashes, at most 63 characters."
+  }
+}
+
+variable "cidr" {
+  type        = string
+  description = "IPv4 range of the private subnet."
+  default     = "192.168.90.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.cidr, 0)) && !can(regex("^10\\.4[23]\\.", var.cidr))
+    error_message = "cidr must be an IPv4 CIDR outside k3s's pod (10.42.0.0/16) and service (10.43.0.0/16) ranges."
+  }
+}
+
+variable "external_network_name" {
+  type        = string
+  description = "Network the router's gateway and floating IPs come from (Chameleon: public)."
+  default     = "public"
+}
+
+variable "dns_nameservers" {
+  type        = list(string)
+  description = "DNS servers handed out by the subnet's DHCP."
+  default     = ["8.8.8.8", "8.8.4.4"]
+}

@@ -1,0 +1,234 @@
+"""A stand-in for the `terraform` executable (installed on PATH as `terraform` by the tests).
+
+It reproduces what chiml relies on from Terraform 1.11, as observed from the real binary on
+this machine (`terraform_data` resources need no provider download):
+
+* the ``-json`` UI stream: one JSON object per line with ``@level``/``@message``/``type``
+  (version, planned_change, apply_start, apply_complete, change_summary, outputs, diagnostic);
+* errors as ``diagnostic`` events with exit code 1;
+* flag parsing: an unknown flag such as ``-force`` on destroy (removed in 0.15) fails with
+  "flag provided but not defined: -force" on stderr and exit code 1, before doing anything;
+* ``apply`` before ``init`` fails; required variables without a value fail; ``output -json``
+  with no state prints ``{}``; state lives in ``terraform.tfstate`` of the working directory.
+
+Behaviour is steered by a JSON control file named by FAKE_TF_CONTROL:
+``{"fail": {"apply": "message", "destroy": "message", "init": "message"}, "partial_apply": true}``.
+Every invocation is appended to ``calls.jsonl`` beside the control file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+FLAGS = {
+    "version": {"-json"},
+    "init": {"-input", "-no-color", "-upgrade"},
+    "plan": {"-input", "-json", "-var-file", "-no-color"},
+    "apply": {"-auto-approve", "-input", "-json", "-var-file", "-no-color"},
+    "destroy": {"-auto-approve", "-input", "-json", "-var-file", "-no-color", "-refresh"},
+    "output": {"-json", "-no-color"},
+}
+PLACEHOLDER = "<from the lease>"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def emit(level: str, message: str, kind: str, **extra: object) -> None:
+    event = {"@level": level, "@message": message, "@module": "terraform.ui", "@timestamp": now(), "type": kind}
+    event.update(extra)
+    print(json.dumps(event), flush=True)
+
+
+def diagnostic(summary: str, detail: str = "") -> None:
+    emit("error", f"Error: {summary}", "diagnostic", diagnostic={"severity": "error", "summary": summary,
+                                                                 "detail": detail})
+
+
+def flag_error(command: str, flag: str) -> int:
+    sys.stderr.write(
+        "\x1b[31m╷\x1b[0m\x1b[0m\n\x1b[31m│\x1b[0m \x1b[0m\x1b[1m\x1b[31mError: \x1b[0m\x1b[0m\x1b[1mFailed to parse "
+        "command-line flags\x1b[0m\n\x1b[31m│\x1b[0m \x1b[0m\n\x1b[31m│\x1b[0m \x1b[0m\x1b[0mflag provided but not "
+        f"defined: {flag}\n\x1b[31m╵\x1b[0m\x1b[0m\n\nFor more help on using this command, run:\n"
+        f"  terraform {command} -help\n"
+    )
+    return 1
+
+
+def declared_variables(cwd: Path) -> dict[str, bool]:
+    """variable name -> has a default, read from variables.tf the way a human would."""
+    text = (cwd / "variables.tf").read_text(encoding="utf-8") if (cwd / "variables.tf").is_file() else ""
+    result = {}
+    for match in re.finditer(r'variable "([^"]+)" \{(.*?)\n\}', text, flags=re.S):
+        result[match.group(1)] = "default" in match.group(2)
+    return result
+
+
+def resource(addr: str, rtype: str, attrs: dict) -> dict:
+    module = ""
+    if addr.startswith("module."):
+        module = ".".join(addr.split(".")[:2])
+    return {"module": module, "mode": "managed", "type": rtype, "name": addr.split(".")[-1].split("[")[0],
+            "addr": addr, "instances": [{"attributes": {"id": str(uuid.uuid4()), **attrs}}]}
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    cwd = Path.cwd()
+    control_path = os.environ.get("FAKE_TF_CONTROL")
+    control = json.loads(Path(control_path).read_text()) if control_path and Path(control_path).is_file() else {}
+    if control_path:
+        with open(Path(control_path).parent / "calls.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps({"args": args, "cwd": str(cwd)}) + "\n")
+    if not args:
+        print("Usage: terraform [global options] <subcommand> [args]")
+        return 127
+    command, rest = args[0], args[1:]
+    if command not in FLAGS:
+        sys.stderr.write(f'Terraform has no command named "{command}".\n')
+        return 1
+    options: dict[str, str] = {}
+    for arg in rest:
+        name, _, value = arg.partition("=")
+        if name not in FLAGS[command]:
+            return flag_error(command, name)
+        options[name] = value
+    fail = control.get("fail", {})
+    state_path = cwd / "terraform.tfstate"
+    empty = {"version": 4, "resources": [], "outputs": {}}
+    state = json.loads(state_path.read_text()) if state_path.is_file() else empty
+
+    if command == "version":
+        print(json.dumps({"terraform_version": "1.11.4", "platform": "linux_amd64", "provider_selections": {},
+                          "terraform_outdated": False}, indent=2))
+        return 0
+    if command == "init":
+        if not list(cwd.glob("*.tf")):
+            print("Terraform initialized in an empty directory!")
+            return 0
+        if "init" in fail:
+            sys.stderr.write(f"Error: Failed to query available provider packages\n\n{fail['init']}\n")
+            return 1
+        (cwd / ".terraform" / "providers").mkdir(parents=True, exist_ok=True)
+        (cwd / ".terraform.lock.hcl").write_text("# fake lock file\n")
+        print("\nInitializing the backend...\nInitializing modules...\nInitializing provider plugins...\n"
+              "- Installing terraform-provider-openstack/openstack v3.3.2...\n\n"
+              "Terraform has been successfully initialized!")
+        return 0
+    if command == "output":
+        outputs = state.get("outputs") or {}
+        print(json.dumps(outputs, indent=2))
+        return 0
+
+    emit("info", "Terraform 1.11.4", "version", terraform="1.11.4", ui="1.2")
+    if not (cwd / ".terraform").is_dir():
+        diagnostic("Module not installed", 'This module is not yet installed. Run "terraform init" to install all '
+                   "modules required by this configuration.")
+        return 1
+    variables: dict = {}
+    if "-var-file" in options:
+        var_file = Path(options["-var-file"])
+        if not var_file.is_absolute():
+            var_file = cwd / var_file
+        if not var_file.is_file():
+            diagnostic("Failed to read variables file", f"Given variables file {var_file} does not exist.")
+            return 1
+        variables = json.loads(var_file.read_text())
+    declared = declared_variables(cwd)
+    for name, has_default in declared.items():
+        if not has_default and variables.get(name) is None:
+            diagnostic("No value for required variable", f'The root module input variable "{name}" is not set.')
+            return 1
+    for name, value in variables.items():
+        if value == PLACEHOLDER:
+            diagnostic("Invalid value for variable", f'var.{name} is "{value}"')
+            return 1
+
+    if command == "destroy":
+        if control.get("instances_gone") and options.get("-refresh") != "false":
+            # the port data source looks the server up by device_id: gone with the lease
+            diagnostic("Your query returned no results. Please change your search criteria and try again.",
+                       "with data.openstack_networking_port_v2.server")
+            return 1
+        if "destroy" in fail:
+            diagnostic("Error deleting openstack_compute_instance_v2", fail["destroy"])
+            return 1
+        count = len(state["resources"])
+        for res in reversed(state["resources"]):
+            emit("info", f"{res['addr']}: Destroying...", "apply_start",
+                 hook={"resource": {"addr": res["addr"]}, "action": "delete"})
+            emit("info", f"{res['addr']}: Destruction complete after 1s", "apply_complete",
+                 hook={"resource": {"addr": res["addr"]}, "action": "delete"})
+        state["resources"] = []
+        state["outputs"] = {}
+        state_path.write_text(json.dumps(state))
+        emit("info", f"Destroy complete! Resources: {count} destroyed.", "change_summary",
+             changes={"add": 0, "change": 0, "remove": count, "operation": "destroy"})
+        return 0
+
+    # plan / apply: the resources the bare-metal/KVM root configurations create
+    deployment = variables.get("deployment", "chiml")
+    wanted = [("module.security_group.openstack_networking_secgroup_v2.this", "openstack_networking_secgroup_v2", {}),
+              ("random_password.k3s_token", "random_password", {}),
+              ("module.server.openstack_compute_instance_v2.server", "openstack_compute_instance_v2",
+               {"name": f"{deployment}-server", "access_ip_v4": "10.140.81.10"}),
+              ("module.server.openstack_networking_floatingip_associate_v2.server",
+               "openstack_networking_floatingip_associate_v2", {"floating_ip": variables.get("floating_ip_address")})]
+    for group, count_var in (("cpu", "cpu_agent_count"), ("gpu", "gpu_agent_count")):
+        for i in range(int(variables.get(count_var) or 0)):
+            wanted.append((f"module.{group}_agents.openstack_compute_instance_v2.agent[{i}]",
+                           "openstack_compute_instance_v2",
+                           {"name": f"{deployment}-{group}-{i}",
+                            "access_ip_v4": f"10.140.81.{20 + i + (10 if group == 'gpu' else 0)}",
+                            "gpu": group == "gpu"}))
+    existing = {res["addr"] for res in state["resources"]}
+    to_add = [w for w in wanted if w[0] not in existing]
+    for addr, _, _ in to_add:
+        emit("info", f"{addr}: Plan to create", "planned_change",
+             change={"resource": {"addr": addr}, "action": "create"})
+    emit("info", f"Plan: {len(to_add)} to add, 0 to change, 0 to destroy.", "change_summary",
+         changes={"add": len(to_add), "change": 0, "remove": 0, "operation": "plan"})
+    if command == "plan":
+        return 0
+    for index, (addr, rtype, attrs) in enumerate(to_add):
+        if "apply" in fail and (not control.get("partial_apply") or index >= 2):
+            emit("error", f"{addr}: Creation errored after 3s", "apply_errored",
+                 hook={"resource": {"addr": addr}, "action": "create"})
+            diagnostic("Error creating OpenStack server", fail["apply"])
+            state_path.write_text(json.dumps(state))
+            return 1
+        emit("info", f"{addr}: Creating...", "apply_start", hook={"resource": {"addr": addr}, "action": "create"})
+        state["resources"].append(resource(addr, rtype, attrs))
+        emit("info", f"{addr}: Creation complete after 5s", "apply_complete",
+             hook={"resource": {"addr": addr}, "action": "create"})
+    instances = {res["addr"]: res["instances"][0]["attributes"] for res in state["resources"]}
+    server = instances["module.server.openstack_compute_instance_v2.server"]
+    agents = [
+        {"name": attrs["name"], "private_ip": attrs["access_ip_v4"], "gpu": attrs["gpu"]}
+        for addr, attrs in instances.items() if "_agents." in addr
+    ]
+    fip = variables.get("floating_ip_address")
+    state["outputs"] = {
+        "server": {"sensitive": False, "type": "object",
+                   "value": {"name": server["name"], "private_ip": server["access_ip_v4"], "floating_ip": fip}},
+        "agents": {"sensitive": False, "type": "list", "value": agents},
+        "api_url": {"sensitive": False, "type": "string", "value": f"https://{fip}:6443"},
+        "ssh_user": {"sensitive": False, "type": "string", "value": "cc"},
+    }
+    state_path.write_text(json.dumps(state))
+    emit("info", f"Apply complete! Resources: {len(to_add)} added, 0 changed, 0 destroyed.", "change_summary",
+         changes={"add": len(to_add), "change": 0, "remove": 0, "operation": "apply"})
+    emit("info", "Outputs: 4", "outputs", outputs={k: {"sensitive": False, "value": v["value"]}
+                                                    for k, v in state["outputs"].items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Structure of the Terraform under terraform/: parsed with python-hcl2, formatted by terraform."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from chiml.chameleon.lease import LeaseInfo
+from chiml.chameleon.tfvars import build_tfvars
+from chiml.config import parse_config
+
+TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
+MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
+ROOTS = [TERRAFORM / "baremetal", TERRAFORM / "kvm"]
+# Removed in terraform-provider-openstack 3.0 (see its upgrade guide).
+REMOVED_RESOURCES = {
+    "openstack_compute_floatingip_associate_v2",
+    "openstack_compute_floatingip_v2",
+    "openstack_compute_secgroup_v2",
+}
+
+
+def unq(value: Any) -> Any:
+    return value[1:-1] if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+def load(directory: Path) -> dict[str, list[Any]]:
+    merged: dict[str, list[Any]] = {}
+    for path in sorted(directory.glob("*.tf")):
+        with path.open(encoding="utf-8") as handle:
+            for key, value in hcl2.load(handle).items():
+                if not key.startswith("__"):
+                    merged.setdefault(key, []).extend(value)
+    return merged
+
+
+def variables(directory: Path) -> dict[str, dict[str, Any]]:
+    return {unq(name): body for block in load(directory).get("variable", []) for name, body in block.items()}
+
+
+@pytest.mark.parametrize("directory", MODULES + ROOTS, ids=lambda p: p.name)
+def test_standard_structure(directory: Path) -> None:
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        assert (directory / name).is_file(), f"{directory.name} lacks {name}"
+
+
+@pytest.mark.parametrize("directory", MODULES + ROOTS, ids=lambda p: p.name)
+def test_variables_typed_and_described(directory: Path) -> None:
+    declared = variables(directory)
+    assert declared, f"{directory.name} declares no variables"
+    for name, body in declared.items():
+        assert "type" in body, f"{directory.name}: variable {name} has no type"
+        assert len(unq(body.get("description", ""))) > 10, f"{directory.name}: variable {name} is not described"
+        for validation in body.get("validation", []):
+            assert unq(validation["error_message"]).endswith("."), f"{directory.name}: {name} error message"
+
+
+@pytest.mark.parametrize("directory", MODULES + ROOTS, ids=lambda p: p.name)
+def test_outputs_described(directory: Path) -> None:
+    outputs = [(unq(n), b) for block in load(directory).get("output", []) for n, b in block.items()]
+    assert outputs, f"{directory.name} has no outputs"
+    for name, body in outputs:
+        assert len(unq(body.get("description", ""))) > 10, f"{directory.name}: output {name} is not described"
+
+
+@pytest.mark.parametrize("directory", MODULES + ROOTS, ids=lambda p: p.name)
+def test_provider_pinned_exactly(directory: Path) -> None:
+    (terraform,) = load(directory)["terraform"]
+    providers = terraform["required_providers"][0]
+    openstack = providers["openstack"]
+    assert unq(openstack["source"]) == "terraform-provider-openstack/openstack"
+    for name, spec in providers.items():
+        if not name.startswith("__"):
+            assert re.fullmatch(r"\d+\.\d+\.\d+", unq(spec["version"])), f"{name} is not pinned to one version"
+    assert unq(openstack["version"]).startswith("3."), "provider 3.x (no removed resources)"
+
+
+@pytest.mark.parametrize("directory", MODULES + ROOTS, ids=lambda p: p.name)
+def test_no_removed_resources(directory: Path) -> None:
+    used = {unq(kind) for block in load(directory).get("resource", []) for kind in block}
+    assert not used & REMOVED_RESOURCES
+
+
+@pytest.mark.parametrize("root", ROOTS, ids=lambda p: p.name)
+def test_module_calls_match_module_variables(root: Path) -> None:
+    for block in load(root)["module"]:
+        for name, body in block.items():
+            source = (root / unq(body["source"])).resolve()
+            declared = variables(source)
+            meta = ("source", "count", "depends_on", "for_each")
+            passed = {k for k in body if k not in meta and not k.startswith("__")}
+            assert passed <= set(declared), f"module {name} gets undeclared {passed - set(declared)}"
+            required = {k for k, v in declared.items() if "default" not in v}
+            assert required <= passed, f"module {name} misses required {required - passed}"
+
+
+def _lease(kvm: bool) -> LeaseInfo:
+    groups = {"server": "11111111-1111-4111-8111-111111111111", "gpu_agents": "22222222-2222-4222-8222-222222222222"}
+    return LeaseInfo(id="l", name="chiml", status="ACTIVE", end="2030-01-01T00:00:00+00:00", reservations=groups,
+                     flavors={k: f"flavor-{k}" for k in groups} if kvm else {}, floating_ip="192.5.87.10")
+
+
+@pytest.mark.parametrize(
+    ("root", "chameleon"),
+    [(ROOTS[0], {}), (ROOTS[1], {"site": "KVM@TACC", "server": {"flavor": "m1.xlarge"},
+                                 "gpu_agents": {"count": 1, "flavor": "g1.h100.pci.1"}})],
+    ids=["baremetal", "kvm"],
+)
+def test_generated_tfvars_match_the_root_variables(root: Path, chameleon: dict) -> None:
+    cfg = parse_config({"chameleon": {"key_name": "k", **chameleon}}).chameleon
+    values = build_tfvars(cfg, "198.51.100.7/32", _lease(cfg.is_kvm))
+    declared = variables(root)
+    assert set(values) == set(declared)
+    for name, body in declared.items():
+        if "default" not in body:
+            assert values[name] is not None, f"required variable {name} left null"
+
+
+@pytest.mark.parametrize("name", ["baremetal", "kvm"])
+def test_examples_are_complete(name: str) -> None:
+    with (TERRAFORM / "examples" / f"{name}.tfvars").open() as handle:
+        example = {k: unq(v) for k, v in hcl2.load(handle).items() if not k.startswith("__")}
+    declared = variables(TERRAFORM / name)
+    assert set(example) <= set(declared)
+    assert {k for k, v in declared.items() if "default" not in v} <= set(example)
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not on PATH (`make tools`)")
+def test_terraform_fmt_check() -> None:
+    result = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"not formatted: {result.stdout}"
+
+
+def test_generated_tfvars_json_is_what_terraform_reads() -> None:
+    cfg = parse_config({"chameleon": {"key_name": "k"}}).chameleon
+    values = build_tfvars(cfg, "198.51.100.7/32", _lease(False))
+    assert json.loads(json.dumps(values)) == values
+
+
+def test_prepare_copies_configuration_but_never_hand_run_state(tmp_path: Path) -> None:
+    from chiml.chameleon.terraform import Terraform
+
+    source = tmp_path / "src"
+    for name in ("baremetal", "modules/k3s-server/templates"):
+        (source / name).mkdir(parents=True)
+    (source / "baremetal" / "main.tf").write_text("# root\n")
+    (source / "baremetal" / "terraform.tfstate").write_text("{}")
+    (source / "baremetal" / ".terraform").mkdir()
+    (source / "modules" / "k3s-server" / "main.tf").write_text("# module\n")
+    (source / "modules" / "k3s-server" / "templates" / "x.tftpl").write_text("x")
+    work = Terraform.prepare(source, "baremetal", tmp_path / "work")
+    assert (work / "main.tf").is_file() and (work.parent / "modules/k3s-server/templates/x.tftpl").is_file()
+    assert not (work / "terraform.tfstate").exists() and not (work / ".terraform").exists()
+    # a second prepare keeps the deployment's own state and refreshes the configuration
+    (work / "terraform.tfstate").write_text('{"resources": [1]}')
+    (source / "baremetal" / "main.tf").write_text("# root v2\n")
+    Terraform.prepare(source, "baremetal", tmp_path / "work")
+    assert (work / "terraform.tfstate").read_text() == '{"resources": [1]}'
+    assert (work / "main.tf").read_text() == "# root v2\n"
