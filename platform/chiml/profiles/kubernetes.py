@@ -1,0 +1,211 @@
+"""The kubernetes profile: the platform as Helm releases on the cluster of the current kubeconfig."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from chiml.cluster import ClusterDescription
+from chiml.config import LoadedConfig
+from chiml.errors import ChimlError
+from chiml.profiles.base import Profile, ServiceStatus
+
+Progress = Callable[[str], None]
+
+# service -> (release, namespace ("" = platform namespace), pod selector, ingress host prefix)
+SERVICES: list[tuple[str, str, str, str, str | None]] = [
+    ("mlflow", "mlflow", "", "app.kubernetes.io/instance=mlflow", "mlflow"),
+    ("optuna-dashboard", "optuna-dashboard", "", "app.kubernetes.io/instance=optuna-dashboard", "optuna"),
+    ("tensorboard", "tensorboard", "", "app.kubernetes.io/instance=tensorboard", "tensorboard"),
+    ("postgresql", "postgres", "", "cnpg.io/cluster=postgres-cluster", None),
+    ("s3 (seaweedfs)", "seaweedfs", "", "app.kubernetes.io/instance=seaweedfs", None),
+    ("kserve", "kserve-resources", "kserve", "control-plane=kserve-controller-manager", None),
+]
+
+
+class KubernetesProfile(Profile):
+    """An existing cluster, reached through a kubeconfig."""
+
+    name = "kubernetes"
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        super().__init__(loaded)
+        self.kcfg = loaded.config.kubernetes
+        self._api: Any = None
+        self._console = Console()
+
+    # ----------------------------------------------------------------- plumbing
+    def api(self) -> Any:
+        """The Kubernetes API (connected on first use: dry runs never connect)."""
+        if self._api is None:
+            from chiml.kube.kubeapi import KubeApi
+
+            recorded = self.state.get("kubernetes") or {}
+            kubeconfig = self.kcfg.kubeconfig or recorded.get("kubeconfig")
+            self._api = KubeApi.from_kubeconfig(kubeconfig, self.kcfg.context)
+        return self._api
+
+    def _recorded(self) -> dict[str, Any]:
+        return self.state.get("kubernetes") or {}
+
+    def _require_installed(self) -> dict[str, Any]:
+        recorded = self._recorded()
+        if not recorded.get("releases"):
+            raise ChimlError("the platform is not installed on a cluster", hint="run `chiml up --profile kubernetes`")
+        return recorded
+
+    def _offline_cluster(self) -> ClusterDescription:
+        """What a dry run knows without asking the cluster."""
+        from chiml.kube.kubeapi import default_kubeconfig
+
+        return ClusterDescription(
+            kubeconfig=self.kcfg.kubeconfig or default_kubeconfig(),
+            api_endpoint="(not contacted in a dry run)",
+            kubernetes_version="unknown",
+            storage_class=self.kcfg.storage_class or "<the cluster's default>",
+            ingress_base_url=self.kcfg.ingress_base_url,
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
+        from chiml.kube.installer import install_platform
+
+        if dry_run:
+            # no network at all: the plan comes from releases.yaml and the values files
+            install_platform(self.loaded, self._offline_cluster(), dry_run=True, console=self._console, assume_gpu=True)
+            return []
+        from chiml.kube.discovery import describe_cluster
+
+        if progress:
+            progress("reading the cluster (nodes, GPUs, storage classes)")
+        cluster = describe_cluster(self.api(), self.kcfg)
+        install_platform(self.loaded, cluster, console=self._console, api=self.api(), progress=progress)
+        return self.status()
+
+    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
+        from chiml.kube.installer import uninstall_platform
+
+        recorded = self._recorded()
+        if not recorded.get("releases"):
+            return
+        cluster = ClusterDescription.from_json(recorded["cluster"])
+        uninstall_platform(self.loaded, cluster, console=self._console, progress=progress)
+
+    # ----------------------------------------------------------------- status
+    def _url(self, prefix: str | None) -> str | None:
+        recorded = self._recorded()
+        if prefix is None or not recorded.get("ingress_domain"):
+            return None
+        return f"{recorded.get('ingress_scheme', 'http')}://{prefix}.{recorded['ingress_domain']}"
+
+    def status(self) -> list[ServiceStatus]:
+        recorded = self._recorded()
+        if not recorded.get("releases"):
+            return [ServiceStatus("platform", None, False, "not installed: run `chiml up --profile kubernetes`")]
+        namespace = recorded.get("namespace", self.kcfg.namespace)
+        installed = recorded["releases"]
+        statuses = []
+        for service, release, ns, selector, prefix in SERVICES:
+            url = self._url(prefix)
+            if release not in installed:
+                statuses.append(ServiceStatus(service, url, False, f"release {release} not installed"))
+                continue
+            try:
+                ready, total = self.api().pods_ready(ns or namespace, selector)
+            except ChimlError as err:
+                statuses.append(ServiceStatus(service, url, False, err.message))
+                continue
+            except Exception as err:  # an API error must not make `status` raise
+                statuses.append(ServiceStatus(service, url, False, f"{type(err).__name__}: {err}"))
+                continue
+            healthy = total > 0 and ready == total
+            detail = f"{ready}/{total} pods ready" + ("" if prefix is None else " (behind basic auth)")
+            statuses.append(ServiceStatus(service, url, healthy, detail, extra={"release": release}))
+        return statuses
+
+    def secrets(self) -> dict[str, str]:
+        """Generated credentials, for `chiml status --show-secrets`."""
+        from chiml.kube.secrets import read_platform_secrets
+
+        recorded = self._require_installed()
+        return read_platform_secrets(self.api(), recorded.get("namespace", self.kcfg.namespace))
+
+    # ----------------------------------------------------------------- where things are
+    def tracking_uri(self) -> str:
+        """MLflow behind the ingress; its basic-auth credentials go to MLflow's env variables."""
+        recorded = self._require_installed()
+        if not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+            from chiml.kube.secrets import UI_AUTH_SECRET
+
+            secret = self.api().read_secret(recorded.get("namespace", self.kcfg.namespace), UI_AUTH_SECRET) or {}
+            if secret:
+                # MLflow's client sends these as HTTP basic auth on every request
+                os.environ["MLFLOW_TRACKING_USERNAME"] = secret.get("username", "")
+                os.environ["MLFLOW_TRACKING_PASSWORD"] = secret.get("password", "")
+        url = self._url("mlflow")
+        if url is None:
+            raise ChimlError("no ingress domain recorded for MLflow", hint="set kubernetes.ingress_base_url")
+        return url
+
+    def optuna_storage(self) -> str:
+        """The in-cluster PostgreSQL URL (reachable from pods, e.g. tuning workers on the cluster)."""
+        from chiml.kube.secrets import POSTGRES_APP_SECRET
+
+        recorded = self._require_installed()
+        namespace = recorded.get("namespace", self.kcfg.namespace)
+        secret = self.api().read_secret(namespace, POSTGRES_APP_SECRET)
+        if not secret:
+            raise ChimlError(f"secret {namespace}/{POSTGRES_APP_SECRET} not found: is the postgres release ready?")
+        return (
+            f"postgresql+psycopg2://{secret['username']}:{secret['password']}"
+            f"@postgres-cluster-rw.{namespace}.svc:5432/optuna"
+        )
+
+    def tensorboard_logdir(self) -> str:
+        return "s3://chiml-artifacts/tensorboard"
+
+    def endpoints(self) -> Any:
+        from chiml.kube.endpoints import KServeEndpoints
+
+        recorded = self._require_installed()
+        serving = self.config.serving
+
+        def resolve(uri: str) -> str:
+            # models:/ and runs:/ -> the artifact location MLflow recorded (mlflow-artifacts:/...)
+            import mlflow
+
+            mlflow.set_tracking_uri(self.tracking_uri())
+            if uri.startswith("models:/"):
+                from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+                return ModelsArtifactRepository.get_underlying_uri(uri)
+            from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+            return RunsArtifactRepository.get_underlying_uri(uri)
+
+        return KServeEndpoints(
+            self.api(),
+            recorded.get("namespace", self.kcfg.namespace),
+            ingress_scheme=recorded.get("ingress_scheme", "http"),
+            ingress_domain=recorded.get("ingress_domain", "chiml.local"),
+            default_runtime=serving.runtime,
+            default_replicas=serving.replicas,
+            default_workers=serving.workers,
+            resolve_uri=resolve,
+        )
+
+    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+        from chiml.paths import repo_root
+
+        recorded = self._require_installed()
+        root = repo_root()
+        if root is None:
+            raise ChimlError("the kube smoke tests live in the source checkout (smoke_tests/kube)")
+        env = {
+            "CHIML_KUBE_NAMESPACE": recorded.get("namespace", self.kcfg.namespace),
+            "KUBECONFIG": recorded.get("kubeconfig", ""),
+        }
+        return [str(root / "smoke_tests" / "kube")], env
