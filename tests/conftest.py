@@ -39,7 +39,12 @@ def free_port_range(size: int = 20) -> str:
 
 def write_local_config(directory: Path, **local_overrides: object) -> Path:
     """A chiml.yaml for the local profile on free ports."""
-    ports = {"mlflow": free_port(), "optuna_dashboard": free_port(), "tensorboard": free_port(), "postgresql": free_port()}
+    ports = {
+        "mlflow": free_port(),
+        "optuna_dashboard": free_port(),
+        "tensorboard": free_port(),
+        "postgresql": free_port(),
+    }
     local = {"ports": ports, "endpoint_ports": free_port_range(), **local_overrides}
     path = directory / "chiml.yaml"
     path.write_text(yaml.safe_dump({"profile": "local", "local": local}), encoding="utf-8")

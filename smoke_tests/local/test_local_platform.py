@@ -85,7 +85,7 @@ def test_mlflow_logs_and_reads_back_a_run(platform):
 def test_optuna_storage_accepts_a_trial(platform):
     import optuna
 
-    from chiml.storage import open_optuna_storage as open_storage
+    from chiml.lifecycle.storage import open_storage
 
     storage = open_storage(platform.optuna_storage)
     name = f"smoke-{uuid.uuid4().hex[:8]}"

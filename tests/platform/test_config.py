@@ -102,7 +102,9 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path):
     path.write_text("local:\n  ports:\n    mlflow: not-a-port\n")
     result = subprocess.run(
         [sys.executable, "-m", "chiml.cli.main", "status", "--config", str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

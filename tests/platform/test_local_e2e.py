@@ -26,8 +26,13 @@ pytestmark = pytest.mark.e2e
 def chiml(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "CHIML_HOME"}
     result = subprocess.run(
-        [sys.executable, "-m", "chiml.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        check=False, timeout=600,
+        [sys.executable, "-m", "chiml.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"chiml {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -39,7 +44,9 @@ def processes_under(home: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and any(str(home) in part for part in proc.info["cmdline"] or []):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and any(
+                str(home) in part for part in proc.info["cmdline"] or []
+            ):
                 found.append(proc)
         except psutil.Error:
             continue
@@ -204,7 +211,7 @@ def test_postgresql_backend_keeps_runs_and_studies(tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
     from chiml import Platform
-    from chiml.storage import open_optuna_storage
+    from chiml.lifecycle.storage import open_storage as open_optuna_storage
 
     write_local_config(tmp_path, database="postgresql")
     try:

@@ -98,9 +98,17 @@ def status(
         raise typer.Exit(1)
 
 
+_LOGS_HELP = "mlflow, optuna_dashboard, tensorboard, postgresql, supervisord, or endpoint-NAME-0"
+
+
 def logs(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="service (mlflow, optuna_dashboard, tensorboard, postgresql, supervisord) or endpoint-NAME-0")],
+    service: Annotated[
+        str,
+        typer.Argument(
+            help="service (mlflow, optuna_dashboard, tensorboard, postgresql, supervisord) or endpoint-NAME-0"
+        ),
+    ],
     config: ConfigOption = None,
     profile: ProfileOption = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="how many lines")] = 100,

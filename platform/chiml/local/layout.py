@@ -43,7 +43,13 @@ class HomeLayout:
         return self.data / "postgresql"
 
     def create(self) -> None:
-        for folder in (self.data, self.logs, self.mlflow_artifacts, self.optuna_journal.parent, self.tensorboard_logdir):
+        for folder in (
+            self.data,
+            self.logs,
+            self.mlflow_artifacts,
+            self.optuna_journal.parent,
+            self.tensorboard_logdir,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         self.secrets.mkdir(parents=True, exist_ok=True)
         self.secrets.chmod(0o700)

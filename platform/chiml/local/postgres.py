@@ -145,11 +145,24 @@ class ManagedPostgres:
             data.chmod(0o700)
             pwfile.chmod(0o600)
             result = subprocess.run(
-                self._as_user([
-                    str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                    "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions",
-                ]),
-                capture_output=True, text=True, check=False,
+                self._as_user(
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        SUPERUSER,
+                        f"--pwfile={pwfile}",
+                        "--auth-local=scram-sha-256",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--no-instructions",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -166,9 +179,19 @@ class ManagedPostgres:
         return Program(
             name="postgresql",
             command=[
-                str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                "-c", "max_connections=100", "-c", "shared_buffers=64MB",
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=100",
+                "-c",
+                "shared_buffers=64MB",
             ],
             directory=self.data_dir,
             user=self.user,

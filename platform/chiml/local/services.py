@@ -100,11 +100,17 @@ def build_services(loaded: LoadedConfig) -> list[LocalService]:
                 Program(
                     name="mlflow",
                     command=[
-                        _venv_bin("mlflow"), "server",
-                        "--host", local.host, "--port", str(local.ports.mlflow),
+                        _venv_bin("mlflow"),
+                        "server",
+                        "--host",
+                        local.host,
+                        "--port",
+                        str(local.ports.mlflow),
                         # One worker, no job runner: the defaults start ~15 processes and 2.5 GB.
-                        "--workers", "1",
-                        "--artifacts-destination", str(layout.mlflow_artifacts),
+                        "--workers",
+                        "1",
+                        "--artifacts-destination",
+                        str(layout.mlflow_artifacts),
                         "--serve-artifacts",
                     ],
                     directory=home,
@@ -122,8 +128,16 @@ def build_services(loaded: LoadedConfig) -> list[LocalService]:
 
     if "optuna_dashboard" in local.services:
         toml = layout.secrets / "optuna-dashboard.toml"
-        command = [_venv_bin("optuna-dashboard"), "--host", local.host, "--port", str(local.ports.optuna_dashboard),
-                   "--quiet", "--from-config", str(toml)]
+        command = [
+            _venv_bin("optuna-dashboard"),
+            "--host",
+            local.host,
+            "--port",
+            str(local.ports.optuna_dashboard),
+            "--quiet",
+            "--from-config",
+            str(toml),
+        ]
         if local.database == "sqlite":
             command += ["--storage-class", "JournalFileStorage"]
         services.append(
@@ -131,7 +145,9 @@ def build_services(loaded: LoadedConfig) -> list[LocalService]:
                 "optuna_dashboard",
                 "Optuna dashboard",
                 local.ports.optuna_dashboard,
-                Program(name="optuna_dashboard", command=command, directory=home, environment=_base_env(), priority=300),
+                Program(
+                    name="optuna_dashboard", command=command, directory=home, environment=_base_env(), priority=300
+                ),
                 "/api/meta",
             )
         )
@@ -145,9 +161,17 @@ def build_services(loaded: LoadedConfig) -> list[LocalService]:
                 Program(
                     name="tensorboard",
                     command=[
-                        _venv_bin("tensorboard"), "--logdir", str(layout.tensorboard_logdir),
-                        "--host", local.host, "--port", str(local.ports.tensorboard),
-                        "--reload_interval", "5", "--reload_multifile", "true",
+                        _venv_bin("tensorboard"),
+                        "--logdir",
+                        str(layout.tensorboard_logdir),
+                        "--host",
+                        local.host,
+                        "--port",
+                        str(local.ports.tensorboard),
+                        "--reload_interval",
+                        "5",
+                        "--reload_multifile",
+                        "true",
                     ],
                     directory=home,
                     environment={**_base_env(), "TF_CPP_MIN_LOG_LEVEL": "3"},

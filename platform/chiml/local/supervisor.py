@@ -29,9 +29,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from chiml.errors import ChimlError
 
-_TEMPLATES = Environment(
-    loader=PackageLoader("chiml.local", ""), undefined=StrictUndefined, keep_trailing_newline=True
-)
+_TEMPLATES = Environment(loader=PackageLoader("chiml.local", ""), undefined=StrictUndefined, keep_trailing_newline=True)
 # AF_UNIX paths are limited to ~107 bytes; deep homes get a short socket under the temp dir.
 _MAX_SOCKET_PATH = 100
 
@@ -100,7 +98,9 @@ class Supervisor:
         try:
             proc = psutil.Process(pid)
             alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-            is_ours = alive and any("supervisord" in part for part in proc.cmdline()) and str(self.conf) in proc.cmdline()
+            is_ours = (
+                alive and any("supervisord" in part for part in proc.cmdline()) and str(self.conf) in proc.cmdline()
+            )
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             is_ours = False
         if not is_ours:
@@ -163,9 +163,7 @@ class Supervisor:
         try:
             return getattr(self.rpc.supervisor, fn)(*args)
         except OSError as err:
-            raise ChimlError(
-                "the local platform is not running", hint="start it with `chiml up`"
-            ) from err
+            raise ChimlError("the local platform is not running", hint="start it with `chiml up`") from err
 
     # ----------------------------------------------------------------- programs
     def program_file(self, name: str) -> Path:

@@ -1,0 +1,100 @@
+"""`chiml train`: run a script or module:function as a tracked MLflow run."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
+from chiml.errors import ChimlError
+
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-P",
+        help="KEY=VALUE passed to the script (repeatable); VALUE is read as JSON when it parses (5, 0.1, true, "
+        '"[1,2]"), else as text',
+        show_default=False,
+    ),
+]
+ExperimentOption = Annotated[
+    str | None, typer.Option("--experiment", "-e", help="MLflow experiment (default: training.experiment)")
+]
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["epochs=5", "opt=adam"]`` → ``{"epochs": 5, "opt": "adam"}``."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ChimlError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def train(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="a script (train.py) or module:function", show_default=False)],
+    args: Annotated[
+        list[str] | None, typer.Argument(help="arguments for the script (after --)", show_default=False)
+    ] = None,
+    param: ParamOption = None,
+    experiment: ExperimentOption = None,
+    run_name: Annotated[str | None, typer.Option("--run-name", "-n", help="MLflow run name")] = None,
+    gpu: Annotated[
+        bool | None, typer.Option("--gpu/--no-gpu", help="use a GPU when present (default) or hide GPUs")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="stop the script after this many seconds")] = None,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Run TARGET as a tracked run: MLflow run + TensorBoard dir + params wired in, output captured.
+
+    Prints the run id and its MLflow URL; exits with the script's exit status.
+    """
+    from chiml import Platform
+
+    loaded = load(ctx, config, profile)
+    platform = Platform(loaded)
+
+    def started(run_id: str, url: str) -> None:
+        err_console.print(f"[bold]run[/] {run_id} started: {url}", highlight=False, soft_wrap=True)
+
+    def echo(stream: str, line: str) -> None:
+        # With --json, stdout is reserved for the result: the script's output goes to stderr.
+        (err_console if json_out or stream == "stderr" else console).out(line, end="", highlight=False)
+
+    result = platform.train(
+        target,
+        parse_params(param),
+        experiment=experiment,
+        run_name=run_name,
+        args=args or [],
+        gpu=gpu,
+        timeout=timeout,
+        echo=echo,
+        on_start=started,
+    )
+    if json_out:
+        print_json(result.to_json())
+    else:
+        colour = "green" if result.status == "FINISHED" else "red"
+        console.print(f"[{colour}]{result.status}[/] run {result.run_id} (exit {result.exit_code})", highlight=False)
+        console.print(f"  mlflow:      {result.run_url}", highlight=False, soft_wrap=True)
+        console.print(f"  model:       {result.model_uri or '(none logged)'}", highlight=False, soft_wrap=True)
+        console.print(f"  tensorboard: {result.tensorboard_dir}", highlight=False, soft_wrap=True)
+    if result.exit_code != 0:
+        raise typer.Exit(result.exit_code if result.exit_code > 0 else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
