@@ -1,0 +1,190 @@
+"""The prediction client: V2 (Open Inference Protocol) requests over httpx, numpy in and out.
+
+``predict(platform, "digits", x)`` takes one numpy array (for a single-input model) or a dict
+input name -> array, and returns one array (a single output) or a dict output name -> array.
+Input arrays are cast to the datatype the endpoint declares when numpy calls that cast
+"same kind" (float64 -> FP32, int64 -> INT32...); other mismatches are sent as they are and the
+endpoint answers with a 400 naming the problem, which becomes a :class:`ChimlError`.
+
+JSON request files (``chiml predict NAME --file F``, :func:`request_from_json`) may be:
+
+* a V2 request body: ``{"inputs": [{"name": ..., "datatype": ..., "shape": [...], "data": [...]}]}``
+  (sent as is, so datatype/shape mistakes are reported by the endpoint);
+* plain nested lists for a single-input model: ``{"inputs": [[...], [...]]}``,
+  ``{"instances": [[...], ...]}`` (the V1 shape) or a bare ``[[...], ...]``;
+* a mapping of input name -> nested lists: ``{"inputs": {"pixels": [[...]]}}``.
+
+Plain lists take the endpoint's declared datatype; the shape is the nested lists' shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import numpy as np
+
+from chiml.errors import ChimlError
+
+_V2_NUMPY = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
+}  # fmt: skip
+_round_robin: dict[str, itertools.count[int]] = {}
+_metadata_cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _numpy_dtype(datatype: str) -> np.dtype[Any]:
+    try:
+        return np.dtype(_V2_NUMPY[datatype.upper()])
+    except KeyError:
+        raise ChimlError(f"the endpoint declared an unknown datatype {datatype!r}") from None
+
+
+def _datatype(dtype: np.dtype[Any]) -> str:
+    if dtype.kind in "OUS":
+        return "BYTES"
+    for name, candidate in _V2_NUMPY.items():
+        if candidate is not np.object_ and np.dtype(candidate) == dtype:
+            return name
+    raise ChimlError(f"numpy dtype {dtype} cannot be sent over the V2 protocol")
+
+
+# ---------------------------------------------------------------------- HTTP
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+    if isinstance(body, Mapping):
+        return str(body.get("error") or body.get("detail") or body)
+    return str(body)
+
+
+def _send(method: str, url: str, name: str, timeout: float, json: Any = None) -> dict[str, Any]:
+    try:
+        response = httpx.request(method, url, json=json, timeout=timeout)
+    except httpx.TimeoutException:
+        raise ChimlError(f"endpoint {name} did not answer within {timeout:.0f}s ({url})") from None
+    except httpx.HTTPError as err:
+        raise ChimlError(
+            f"endpoint {name} is not answering at {url} ({err.__class__.__name__})",
+            hint="see `chiml endpoints list` (is the platform up?)",
+        ) from None
+    if response.status_code >= 500:
+        raise ChimlError(f"endpoint {name} failed (HTTP {response.status_code}): {_error_text(response)}")
+    if response.status_code >= 400:
+        raise ChimlError(f"endpoint {name} rejected the request (HTTP {response.status_code}): {_error_text(response)}")
+    try:
+        return response.json()
+    except ValueError:
+        raise ChimlError(f"endpoint {name} answered with something that is not JSON") from None
+
+
+def model_metadata(url: str, name: str, timeout: float = 10.0, refresh: bool = False) -> dict[str, Any]:
+    """``GET <url>/v2/models/<name>`` (cached per process)."""
+    key = (url, name)
+    if refresh or key not in _metadata_cache:
+        _metadata_cache[key] = _send("GET", f"{url}/v2/models/{name}", name, timeout)
+    return _metadata_cache[key]
+
+
+def infer_json(url: str, name: str, payload: Mapping[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """POST a V2 request body; the V2 response body, or :class:`ChimlError` with the endpoint's reason."""
+    return _send("POST", f"{url}/v2/models/{name}/infer", name, timeout, json=dict(payload))
+
+
+# ---------------------------------------------------------------------- request building
+def _tensor(name: str, value: Any, datatype: str | None) -> dict[str, Any]:
+    array = np.asarray(value)
+    if datatype is not None:
+        target = _numpy_dtype(datatype)
+        if array.dtype != target and (
+            (target.kind == "O" and array.dtype.kind in "US") or np.can_cast(array.dtype, target, "same_kind")
+        ):
+            array = array.astype(target)
+    kind = _datatype(array.dtype)
+    data = [str(item) for item in array.ravel().tolist()] if kind == "BYTES" else array.ravel().tolist()
+    return {"name": name, "datatype": kind, "shape": list(array.shape), "data": data}
+
+
+def build_request(inputs: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A V2 request body from an array (single-input models) or a dict name -> array."""
+    declared = {spec["name"]: spec.get("datatype") for spec in metadata.get("inputs", [])}
+    if isinstance(inputs, Mapping):
+        return {"inputs": [_tensor(str(key), value, declared.get(str(key))) for key, value in inputs.items()]}
+    if len(declared) != 1:
+        names = ", ".join(declared) or "none declared"
+        raise ChimlError(f"model {metadata.get('name')!r} takes several inputs ({names}): pass a dict name -> array")
+    (name, datatype), = declared.items()
+    return {"inputs": [_tensor(name, inputs, datatype)]}
+
+
+def request_from_json(data: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A V2 request body from any accepted JSON request file format (see the module docstring)."""
+    if isinstance(data, Mapping) and "inputs" in data:
+        inputs = data["inputs"]
+        if isinstance(inputs, list) and inputs and all(isinstance(item, Mapping) and "name" in item for item in inputs):
+            return dict(data)  # already a V2 body
+        if isinstance(inputs, Mapping):
+            return build_request(inputs, metadata)
+        return build_request(_plain(inputs), metadata)
+    if isinstance(data, Mapping) and "instances" in data:
+        instances = data["instances"]
+        if isinstance(instances, list) and instances and all(isinstance(row, Mapping) for row in instances):
+            names = {key for row in instances for key in row}
+            return build_request({key: _plain([row.get(key) for row in instances]) for key in names}, metadata)
+        return build_request(_plain(instances), metadata)
+    if isinstance(data, list):
+        return build_request(_plain(data), metadata)
+    raise ChimlError('request JSON must be a V2 body, {"inputs": ...}, {"instances": [...]} or a list')
+
+
+def _plain(values: Any) -> np.ndarray:
+    try:
+        return np.asarray(values)
+    except ValueError as err:  # ragged lists
+        raise ChimlError(f"request data is not a rectangular array: {err}") from None
+
+
+# ---------------------------------------------------------------------- response decoding
+def decode_outputs(response: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """V2 response outputs -> arrays with the declared datatype and shape."""
+    result: dict[str, np.ndarray] = {}
+    for output in response.get("outputs", []):
+        dtype = _numpy_dtype(output["datatype"])
+        array = np.asarray(output.get("data", []), dtype=dtype)
+        result[output["name"]] = array.reshape(output.get("shape", array.shape))
+    return result
+
+
+# ---------------------------------------------------------------------- the SDK call
+def endpoint_url(backend: Any, name: str) -> str:
+    """Replica URLs in turn when the backend lists several (local profile), else its URL."""
+    urls_of = getattr(backend, "urls", None)
+    urls = urls_of(name) if urls_of is not None else [backend.url(name)]
+    counter = _round_robin.setdefault(name, itertools.count())
+    return urls[next(counter) % len(urls)]
+
+
+def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = None) -> Any:
+    """Send ``inputs`` to endpoint ``name``; one array back, or a dict when there are several outputs."""
+    if timeout is None:
+        timeout = platform.config.serving.request_timeout_s
+    url = endpoint_url(platform.endpoints, name)
+    metadata = model_metadata(url, name)
+    try:
+        response = infer_json(url, name, build_request(inputs, metadata), timeout=timeout)
+    except ChimlError:
+        # The endpoint may have been redeployed with another model: retry once with fresh metadata.
+        fresh = model_metadata(url, name, refresh=True)
+        if fresh == metadata:
+            raise
+        response = infer_json(url, name, build_request(inputs, fresh), timeout=timeout)
+    outputs = decode_outputs(response)
+    if len(outputs) == 1:
+        return next(iter(outputs.values()))
+    return outputs

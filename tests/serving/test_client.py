@@ -1,0 +1,84 @@
+"""The V2 client: request building from numpy and JSON files, response decoding, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chiml.errors import ChimlError
+from chiml.serving.client import build_request, decode_outputs, infer_json, model_metadata, request_from_json
+from tests.serving.conftest import Digits, ServerProcess
+
+META = {"name": "digits", "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}]}
+MULTI = {
+    "name": "m",
+    "inputs": [{"name": "a", "datatype": "INT64", "shape": [-1]}, {"name": "b", "datatype": "BYTES", "shape": [-1]}],
+}
+
+
+def test_single_array_takes_the_declared_name_and_datatype() -> None:
+    body = build_request(np.arange(8, dtype=np.float64).reshape(2, 4), META)
+    assert body == {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [2, 4], "data": list(range(8))}]}
+
+
+def test_unsafe_cast_is_left_to_the_server() -> None:
+    # float -> int is not a "same kind" cast: sent as FP64, so the endpoint names the mismatch.
+    body = build_request({"a": np.array([1.5]), "b": np.array(["x"])}, MULTI)
+    assert [(t["name"], t["datatype"]) for t in body["inputs"]] == [("a", "FP64"), ("b", "BYTES")]
+
+
+def test_single_array_for_a_multi_input_model_is_an_error() -> None:
+    with pytest.raises(ChimlError, match=r"takes several inputs \(a, b\)"):
+        build_request(np.zeros(3), MULTI)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"inputs": [[1, 2, 3, 4], [5, 6, 7, 8]]},
+        {"instances": [[1, 2, 3, 4], [5, 6, 7, 8]]},
+        [[1, 2, 3, 4], [5, 6, 7, 8]],
+        {"inputs": {"input-0": [[1, 2, 3, 4], [5, 6, 7, 8]]}},
+    ],
+    ids=["inputs-lists", "instances", "bare-list", "inputs-mapping"],
+)
+def test_plain_json_formats(document: object) -> None:
+    body = request_from_json(document, META)
+    assert body["inputs"] == [
+        {"name": "input-0", "datatype": "FP32", "shape": [2, 4], "data": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]}
+    ]
+
+
+def test_v2_body_is_sent_as_is() -> None:
+    v2 = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}], "id": "7"}
+    assert request_from_json(v2, META) == v2
+
+
+def test_ragged_and_unknown_documents() -> None:
+    with pytest.raises(ChimlError, match="not a rectangular array"):
+        request_from_json({"inputs": [[1, 2], [3]]}, META)
+    with pytest.raises(ChimlError, match="must be a V2 body"):
+        request_from_json({"rows": []}, META)
+
+
+def test_decode_outputs_restores_dtype_and_shape() -> None:
+    outputs = decode_outputs(
+        {"outputs": [{"name": "p", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}]}
+    )
+    assert outputs["p"].dtype == np.float32 and outputs["p"].shape == (2, 2)
+
+
+def test_against_a_real_endpoint(digits_server: ServerProcess, digits: Digits) -> None:
+    meta = model_metadata(digits_server.url, "digits", refresh=True)
+    x = digits.X[100:140]
+    response = infer_json(digits_server.url, "digits", build_request(x, meta))
+    np.testing.assert_array_equal(decode_outputs(response)["output-0"], digits.model.predict(x))
+    with pytest.raises(ChimlError, match=r"rejected the request \(HTTP 400\): input 'input-0': shape \[40, 3\]"):
+        infer_json(digits_server.url, "digits", build_request(x[:, :3], meta))
+
+
+def test_unreachable_endpoint_is_one_line() -> None:
+    from tests.conftest import free_port
+
+    with pytest.raises(ChimlError, match="endpoint digits is not answering"):
+        model_metadata(f"http://127.0.0.1:{free_port()}", "digits", refresh=True)
