@@ -51,13 +51,22 @@ def predict(
 ) -> None:
     """Send a V2 inference request to an endpoint and print its outputs."""
     from chiml.sdk import Platform
-    from chiml.serving.client import decode_outputs, endpoint_url, infer_json, model_metadata, request_from_json
+    from chiml.serving.client import (
+        decode_outputs,
+        endpoint_auth,
+        endpoint_url,
+        infer_json,
+        model_metadata,
+        request_from_json,
+    )
 
     request = _read_request(file, data)
     platform = Platform(load(ctx, config, profile))
-    url = endpoint_url(platform.endpoints, name)
-    body = request_from_json(request, model_metadata(url, name))
-    response = infer_json(url, name, body, timeout=platform.config.serving.request_timeout_s)
+    backend = platform.endpoints
+    url = endpoint_url(backend, name)
+    auth = endpoint_auth(backend)
+    body = request_from_json(request, model_metadata(url, name, auth=auth))
+    response = infer_json(url, name, body, timeout=platform.config.serving.request_timeout_s, auth=auth)
     if json_out:
         print_json(response)
         return

@@ -64,9 +64,18 @@ def _error_text(response: httpx.Response) -> str:
     return str(body)
 
 
-def _send(method: str, url: str, name: str, timeout: float, json: Any = None) -> dict[str, Any]:
+Auth = tuple[str, str] | None
+
+
+def endpoint_auth(backend: Any) -> Auth:
+    """Basic-auth credentials the backend's endpoints need (KServe behind the ingress), if any."""
+    auth = getattr(backend, "auth", None)
+    return auth() if auth is not None else None
+
+
+def _send(method: str, url: str, name: str, timeout: float, json: Any = None, auth: Auth = None) -> dict[str, Any]:
     try:
-        response = httpx.request(method, url, json=json, timeout=timeout)
+        response = httpx.request(method, url, json=json, timeout=timeout, auth=auth)
     except httpx.TimeoutException:
         raise ChimlError(f"endpoint {name} did not answer within {timeout:.0f}s ({url})") from None
     except httpx.HTTPError as err:
@@ -84,17 +93,21 @@ def _send(method: str, url: str, name: str, timeout: float, json: Any = None) ->
         raise ChimlError(f"endpoint {name} answered with something that is not JSON") from None
 
 
-def model_metadata(url: str, name: str, timeout: float = 10.0, refresh: bool = False) -> dict[str, Any]:
+def model_metadata(
+    url: str, name: str, timeout: float = 10.0, refresh: bool = False, auth: Auth = None
+) -> dict[str, Any]:
     """``GET <url>/v2/models/<name>`` (cached per process)."""
     key = (url, name)
     if refresh or key not in _metadata_cache:
-        _metadata_cache[key] = _send("GET", f"{url}/v2/models/{name}", name, timeout)
+        _metadata_cache[key] = _send("GET", f"{url}/v2/models/{name}", name, timeout, auth=auth)
     return _metadata_cache[key]
 
 
-def infer_json(url: str, name: str, payload: Mapping[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+def infer_json(
+    url: str, name: str, payload: Mapping[str, Any], timeout: float = 60.0, auth: Auth = None
+) -> dict[str, Any]:
     """POST a V2 request body; the V2 response body, or :class:`ChimlError` with the endpoint's reason."""
-    return _send("POST", f"{url}/v2/models/{name}/infer", name, timeout, json=dict(payload))
+    return _send("POST", f"{url}/v2/models/{name}/infer", name, timeout, json=dict(payload), auth=auth)
 
 
 # ---------------------------------------------------------------------- request building
@@ -174,16 +187,18 @@ def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = No
     """Send ``inputs`` to endpoint ``name``; one array back, or a dict when there are several outputs."""
     if timeout is None:
         timeout = platform.config.serving.request_timeout_s
-    url = endpoint_url(platform.endpoints, name)
-    metadata = model_metadata(url, name)
+    backend = platform.endpoints
+    url = endpoint_url(backend, name)
+    auth = endpoint_auth(backend)
+    metadata = model_metadata(url, name, auth=auth)
     try:
-        response = infer_json(url, name, build_request(inputs, metadata), timeout=timeout)
+        response = infer_json(url, name, build_request(inputs, metadata), timeout=timeout, auth=auth)
     except ChimlError:
         # The endpoint may have been redeployed with another model: retry once with fresh metadata.
-        fresh = model_metadata(url, name, refresh=True)
+        fresh = model_metadata(url, name, refresh=True, auth=auth)
         if fresh == metadata:
             raise
-        response = infer_json(url, name, build_request(inputs, fresh), timeout=timeout)
+        response = infer_json(url, name, build_request(inputs, fresh), timeout=timeout, auth=auth)
     outputs = decode_outputs(response)
     if len(outputs) == 1:
         return next(iter(outputs.values()))
