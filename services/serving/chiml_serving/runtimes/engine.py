@@ -1,0 +1,74 @@
+"""The runtime-neutral core every compiled runtime implements (no kserve, no HTTP).
+
+An :class:`Engine` loads a compiled artifact directory (``chiml-runtime.json`` + the model
+file) and runs named numpy arrays. The serving classes wrap one; the benchmark worker drives
+one directly, so what is measured is exactly what is served.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chiml_serving.runtimes.spec import RuntimeSpec, coerce_inputs
+
+THREADS_ENV = "CHIML_RUNTIME_THREADS"
+
+
+def default_threads() -> int | None:
+    """Intra-op threads: ``CHIML_RUNTIME_THREADS`` if set, else the runtime's own default."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value else None
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime's library (or device) is not present in this environment."""
+
+
+class Engine(ABC):
+    """Load once, then ``run(feeds) -> {output name: array}``."""
+
+    runtime: str = ""
+
+    def __init__(self, model_dir: str | os.PathLike[str], threads: int | None = None,
+                 options: dict[str, Any] | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.spec = RuntimeSpec.read(self.model_dir)
+        self.threads = threads if threads is not None else default_threads()
+        self.options: dict[str, Any] = {**self.spec.options, **(options or {})}
+        self.model_path = self.spec.model_path(self.model_dir)
+        self.load()
+
+    @property
+    def input_names(self) -> list[str]:
+        return [item.name for item in self.spec.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [item.name for item in self.spec.outputs]
+
+    @abstractmethod
+    def load(self) -> None:
+        """Compile/load the model (called once by the constructor)."""
+
+    @abstractmethod
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run already-validated feeds (names and dtypes as in the spec)."""
+
+    def infer(self, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Validate/cast request arrays, then run."""
+        return self.run(coerce_inputs(self.spec, arrays))
+
+
+def require(module: str, runtime: str, hint: str) -> Any:
+    """Import a runtime library lazily, turning ImportError into a clear RuntimeUnavailable."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise RuntimeUnavailable(f"{runtime} is not installed in this environment ({err}); {hint}") from None
