@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import write_local_config  # noqa: E402
+from tests.conftest import write_local_config
 
 GOAL_WARM_S = 10.0
 GOAL_RSS_MB = 1536.0

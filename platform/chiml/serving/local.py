@@ -93,11 +93,19 @@ class LocalEndpoints(EndpointBackend):
             hint="delete unused endpoints or widen local.endpoint_ports in chiml.yaml",
         )
 
+    def _interpreter(self, runtime: str) -> str:
+        """DeepSparse pins numpy<2 and onnx<1.15: its endpoints run in their own environment."""
+        if runtime != "deepsparse":
+            return sys.executable
+        from chiml.optimize import deepsparse_env
+
+        return str(deepsparse_env.ensure(self.profile.home))
+
     def _program(self, name: str, record: dict[str, Any], replica: int) -> Program:
         return Program(
             name=program_name(name, replica),
             command=[
-                *(sys.executable, "-m", "chiml_serving", "--runtime", record["runtime"]),
+                *(self._interpreter(record["runtime"]), "-m", "chiml_serving", "--runtime", record["runtime"]),
                 *("--model-name", name, "--model-dir", str(self.root / name / "model")),
                 *("--http-port", str(record["ports"][replica]), "--workers", str(record["workers"])),
                 *("--host", HOST),
