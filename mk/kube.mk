@@ -5,7 +5,7 @@ CHECKOV_VENV ?= .venv-checkov
 HELM_CHARTS := $(wildcard helm/charts/*)
 KUBE_RENDER_DIR ?= .rendered/helm
 
-.PHONY: kube-lint kube-render kube-checkov kube-images-check kube-test
+.PHONY: kube-lint kube-render kube-checkov kube-test
 
 lint: kube-lint
 
@@ -24,14 +24,6 @@ kube-checkov: kube-render
 	  $$CHECKOV -d $(KUBE_RENDER_DIR) --config-file helm/.checkov.yaml --skip-download && \
 	  $$CHECKOV --framework dockerfile --skip-download --compact --quiet \
 	    -d services/mlflow -d services/optuna-dashboard -d services/tensorboard
-
-# CI: each UI image's requirements must install together (a throwaway venv per image; no engine builds them here).
-kube-images-check:
-	@for svc in mlflow optuna-dashboard tensorboard; do \
-	  venv=$$(mktemp -d) && $(PYTHON) -m venv $$venv && \
-	  $$venv/bin/pip install --quiet --disable-pip-version-check -r services/$$svc/requirements.txt && \
-	  echo "services/$$svc: requirements install" && rm -rf $$venv || { rm -rf $$venv; exit 1; }; \
-	done
 
 kube-test: install tools ## the Kubernetes layer's tests only (fake helm + real helm rendering)
 	$(BIN)/python -m pytest tests/kube -q
