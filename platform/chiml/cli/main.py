@@ -27,6 +27,9 @@ app = typer.Typer(
 )
 
 _NOT_COMMANDS = {"common", "main"}
+# `--help` lists commands in registration order: the platform first, then the lifecycle as a
+# user walks it. Modules not named here (a new capability) follow alphabetically.
+_HELP_ORDER = ["platform", "train", "tune", "models", "optimize", "deploy", "predict", "endpoints", "lease"]
 
 
 @app.callback()
@@ -39,7 +42,11 @@ def _root(
 
 
 def _register_commands() -> None:
-    for module in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
+    def rank(module: pkgutil.ModuleInfo) -> tuple[int, str]:
+        order = _HELP_ORDER.index(module.name) if module.name in _HELP_ORDER else len(_HELP_ORDER)
+        return order, module.name
+
+    for module in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=rank):
         if module.name in _NOT_COMMANDS or module.name.startswith("_"):
             continue
         mod = importlib.import_module(f"chiml.cli.{module.name}")
