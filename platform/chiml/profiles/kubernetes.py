@@ -54,7 +54,8 @@ class KubernetesProfile(Profile):
     def _require_installed(self) -> dict[str, Any]:
         recorded = self._recorded()
         if not recorded.get("releases"):
-            raise ChimlError("the platform is not installed on a cluster", hint="run `chiml up --profile kubernetes`")
+            hint = f"run `chiml up --profile {self.loaded.profile}`"
+            raise ChimlError("the platform is not installed on a cluster", hint=hint)
         return recorded
 
     def _offline_cluster(self) -> ClusterDescription:
@@ -104,7 +105,8 @@ class KubernetesProfile(Profile):
     def status(self) -> list[ServiceStatus]:
         recorded = self._recorded()
         if not recorded.get("releases"):
-            return [ServiceStatus("platform", None, False, "not installed: run `chiml up --profile kubernetes`")]
+            detail = f"not installed: run `chiml up --profile {self.loaded.profile}`"
+            return [ServiceStatus("platform", None, False, detail)]
         namespace = recorded.get("namespace", self.kcfg.namespace)
         installed = recorded["releases"]
         statuses = []
