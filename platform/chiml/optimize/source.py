@@ -3,16 +3,15 @@ held-out inputs (the input example logged with it, or a sample the user gives)."
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from chiml.environ import scoped_environ
 from chiml.errors import ChimlError
 
 SUPPORTED_FLAVORS = ("pytorch", "sklearn")
@@ -64,20 +63,11 @@ class SourceModel:
         return f"models:/{self.name}/{self.version}"
 
 
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
+def quiet_mlflow() -> AbstractContextManager[None]:
     """No run URLs on stdout (they would corrupt `--json`) and no download progress bars."""
-    settings = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    saved = {key: os.environ.get(key) for key in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return scoped_environ(
+        {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    )
 
 
 def mlflow_client(tracking_uri: str) -> Any:

@@ -264,6 +264,7 @@ class LocalProfile(Profile):
         return f"http://127.0.0.1:{port}"
 
     def tracking_uri(self) -> str:
+        # CHIML_TRACKING_URI points a command at another MLflow (tests use it for a throwaway server).
         return os.environ.get("CHIML_TRACKING_URI") or self._service_url("mlflow")
 
     def optuna_storage(self) -> str:

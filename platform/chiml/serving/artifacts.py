@@ -12,10 +12,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from chiml.environ import scoped_environ
 from chiml.errors import ChimlError
 
 # MLflow's HTTP client retries 7 times with backoff by default: minutes before a user hears
@@ -26,21 +25,6 @@ _MLFLOW_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
-
-
-@contextmanager
-def _mlflow_env() -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in _MLFLOW_ENV}
-    for key, value in _MLFLOW_ENV.items():
-        os.environ.setdefault(key, value)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))?(?P<path>/.+)?$")
@@ -100,7 +84,7 @@ def download_model(model_uri: str, dest: Path, tracking_uri: str) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))
     try:
-        with _mlflow_env():
+        with scoped_environ(_MLFLOW_ENV, override=False):
             artifact_uri, resolved = resolve_artifact_uri(model_uri, tracking_uri)
             downloaded = Path(
                 mlflow.artifacts.download_artifacts(
