@@ -57,7 +57,7 @@ def fake_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHelm:
     state = tmp_path / "fake-helm-state.json"
     monkeypatch.setenv("FAKE_HELM_STATE", str(state))
     monkeypatch.setenv("CHIML_HELM", str(exe))
-    for var in ("FAKE_HELM_FAIL", "FAKE_HELM_FAIL_UNINSTALL", "FAKE_HELM_MISSING_CHART"):
+    for var in ("FAKE_HELM_FAIL", "FAKE_HELM_FAIL_ONCE", "FAKE_HELM_FAIL_UNINSTALL", "FAKE_HELM_MISSING_CHART"):
         monkeypatch.delenv(var, raising=False)
     return FakeHelm(exe, state)
 

@@ -13,6 +13,9 @@ State lives in the JSON file named by $FAKE_HELM_STATE, with every invocation ap
 * $FAKE_HELM_FAIL=name[,name...]: those releases fail to become ready (context deadline
   exceeded); with --rollback-on-failure a failed install is uninstalled and a failed upgrade is
   rolled back, as helm does.
+* $FAKE_HELM_FAIL_ONCE=name[,name...]: only the first install/upgrade of those releases fails
+  that way (a start-up race, such as KServe's controller starting before its webhook
+  certificate exists).
 * $FAKE_HELM_FAIL_UNINSTALL=name: uninstalling it fails.
 * $FAKE_HELM_MISSING_CHART=ref: pulling that chart reference fails like a 404 from the registry.
 """
@@ -234,6 +237,12 @@ def cmd_upgrade(store: Store, pos: list[str], flags: dict[str, Any]) -> None:
     values = read_values(flags)
     rollback = flags.get("--rollback-on-failure") or flags.get("--atomic")
     failing = name in os.environ.get("FAKE_HELM_FAIL", "").split(",")
+    if name in os.environ.get("FAKE_HELM_FAIL_ONCE", "").split(","):
+        failed_before = store.doc.setdefault("failed_once", [])
+        if name not in failed_before:
+            failed_before.append(name)
+            store.save()
+            failing = True
     stamp = now().isoformat()
     if existing is None:
         if failing:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,6 +31,9 @@ from kubernetes.client import (
     V1Secret,
 )
 from kubernetes.client.exceptions import ApiException
+
+from chiml.cluster import ClusterDescription
+from chiml.kube.values import RenderContext, load_values
 
 
 def api_exception(status: int, reason: str, message: str) -> ApiException:
@@ -223,14 +228,40 @@ class FakeCustomObjectsApi:
         }
 
 
-class ControllerSimulatingCustomApi(FakeCustomObjectsApi):
-    """Adds what the KServe controller does: an InferenceService turns Ready after N reads."""
+KSERVE_VALUES = Path(__file__).resolve().parents[2] / "helm" / "values" / "kserve-resources.yaml"
+GO_FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
 
-    def __init__(self, ready_after: int = 1, fail: set[str] | None = None, domain: str = "203.0.113.7.nip.io") -> None:
+
+def kserve_url_settings(context: RenderContext) -> tuple[str, str, str]:
+    """(urlScheme, domain, domainTemplate) as KServe's controller gets them from chiml's values file."""
+    gateway = load_values(KSERVE_VALUES, context)["kserve"]["controller"]["gateway"]
+    return gateway["urlScheme"], gateway["domain"], gateway["domainTemplate"]
+
+
+def kserve_url(context: RenderContext, name: str, namespace: str) -> str:
+    """The status URL KServe writes for an InferenceService: its domain template, filled like Go's."""
+    scheme, domain, template = kserve_url_settings(context)
+    fields = {"Name": name, "Namespace": namespace, "IngressDomain": domain}
+    return f"{scheme}://" + GO_FIELD.sub(lambda m: fields[m.group(1)], template)
+
+
+def cluster_context(ingress_base_url: str = "http://203.0.113.7.nip.io", namespace: str = "chiml") -> RenderContext:
+    return RenderContext.for_cluster(
+        ClusterDescription("k", "https://203.0.113.7:6443", "v1.35.0", ingress_base_url=ingress_base_url), namespace
+    )
+
+
+class ControllerSimulatingCustomApi(FakeCustomObjectsApi):
+    """Adds what the KServe controller does: an InferenceService turns Ready after N reads, with the
+    URL that KServe builds from helm/values/kserve-resources.yaml for the cluster (``context``)."""
+
+    def __init__(
+        self, ready_after: int = 1, fail: set[str] | None = None, context: RenderContext | None = None
+    ) -> None:
         super().__init__()
         self.ready_after = ready_after
         self.fail = fail or set()
-        self.domain = domain
+        self.context = context or cluster_context()
         self._reads: dict[tuple[str, ...], int] = {}
 
     def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
@@ -239,6 +270,6 @@ class ControllerSimulatingCustomApi(FakeCustomObjectsApi):
         if key in self.objects and plural == "inferenceservices":
             self._reads[key] = self._reads.get(key, 0) + 1
             if self._reads[key] >= self.ready_after:
-                self.set_isvc_ready(namespace, name, f"http://{name}-{namespace}.{self.domain}",
+                self.set_isvc_ready(namespace, name, kserve_url(self.context, name, namespace),
                                     ready=name not in self.fail)
         return super().get_namespaced_custom_object(group, version, namespace, plural, name)

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from chiml.errors import ChimlError
 from chiml.kube.endpoints import KServeEndpoints
 from chiml.kube.kubeapi import KubeApi
 from chiml.kube.secrets import ensure_platform_secrets
+from chiml.kube.values import RenderContext
 
-from .fake_kube import ControllerSimulatingCustomApi, FakeCoreV1Api
+from .fake_kube import ControllerSimulatingCustomApi, FakeCoreV1Api, cluster_context, kserve_url
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def backend(ready_after: int = 2, fail: set[str] | None = None, **kw) -> KServeEndpoints:
-    api = KubeApi(core=FakeCoreV1Api(), custom=ControllerSimulatingCustomApi(ready_after=ready_after, fail=fail))
-    return KServeEndpoints(api, "chiml", ingress_domain="203.0.113.7.nip.io", **kw)
+def backend(
+    ready_after: int = 2, fail: set[str] | None = None, context: RenderContext | None = None, **kw
+) -> KServeEndpoints:
+    """The endpoint backend as the profile builds it: scheme and domain recorded from the cluster."""
+    context = context or cluster_context()
+    custom = ControllerSimulatingCustomApi(ready_after=ready_after, fail=fail, context=context)
+    api = KubeApi(core=FakeCoreV1Api(), custom=custom)
+    return KServeEndpoints(
+        api, context.namespace, ingress_scheme=context.ingress_scheme, ingress_domain=context.ingress_domain, **kw
+    )
+
+
+def mlflow_artifact_root() -> str:
+    """Where the MLflow server stores proxied artifacts, as helm/values/mlflow.yaml configures it."""
+    s3 = yaml.safe_load((REPO / "helm" / "values" / "mlflow.yaml").read_text())["artifactRoot"]["s3"]
+    return f"s3://{s3['bucket']}/{s3['path']}"
 
 
 def test_deploy_creates_an_inference_service_and_waits_for_ready():
@@ -39,14 +58,15 @@ def test_deploy_creates_an_inference_service_and_waits_for_ready():
 def test_defaults_mlflow_uris_and_tensorrt():
     eps = backend(default_runtime="mlflow", default_replicas=1, default_workers=2)
     body = eps.build("mlflow-artifacts:/1/abc/artifacts/model", "m1", None, None, None)
-    assert body["spec"]["predictor"]["model"]["storageUri"] == "s3://chiml-artifacts/mlflow/1/abc/artifacts/model"
+    root = mlflow_artifact_root()
+    assert body["spec"]["predictor"]["model"]["storageUri"] == f"{root}/1/abc/artifacts/model"
     assert body["spec"]["predictor"]["model"]["runtime"] == "chiml-mlflow"
     trt = eps.build("s3://chiml-models/engine", "trt", "tensorrt", 1, 1)["spec"]["predictor"]
     assert trt["runtimeClassName"] == "nvidia" and "args" not in trt["model"]
     with pytest.raises(ChimlError, match="cannot resolve models:/"):
         eps.build("models:/digits/1", "m2", None, None, None)
     resolving = backend(resolve_uri=lambda uri: "mlflow-artifacts:/5/r1/artifacts/model")
-    assert resolving.storage_uri("models:/digits/1") == "s3://chiml-artifacts/mlflow/5/r1/artifacts/model"
+    assert resolving.storage_uri("models:/digits/1") == f"{root}/5/r1/artifacts/model"
     with pytest.raises(ChimlError, match="cannot be served from a cluster"):
         eps.build("/home/me/model", "m3", None, None, None)
     with pytest.raises(ChimlError, match="invalid endpoint name"):
@@ -118,3 +138,22 @@ def test_auth_token_comes_from_the_generated_secret():
     # a second `up` keeps the credentials the data depends on
     assert ensure_platform_secrets(eps.api, "chiml") == []
     assert eps.auth() == (user, token)
+
+
+@pytest.mark.parametrize("base_url", ["http://203.0.113.7.nip.io", "https://ml.example.org"])
+def test_endpoint_url_is_the_one_kserve_reports(base_url: str):
+    """Before KServe reports a URL chiml predicts it; both must follow helm/values/kserve-resources.yaml."""
+    context = cluster_context(base_url)
+    eps = backend(ready_after=3, context=context)
+    eps.api.create_isvc("chiml", eps.build("s3://chiml-models/digits/1", "digits", "onnxruntime", 1, 1))
+    before = eps.get("digits")
+    assert before is not None and before.status == "starting"
+    reported = eps.deploy("s3://chiml-models/digits/1", "digits", runtime="onnxruntime", poll_s=0.01).url
+    assert before.url == reported == kserve_url(context, "digits", "chiml")
+    assert reported.startswith(f"{context.ingress_scheme}://digits-chiml.{context.ingress_domain}")
+
+
+def test_proxied_artifacts_resolve_under_mlflows_artifact_root():
+    from chiml.kube.endpoints import ARTIFACT_BUCKET_ROOT
+
+    assert mlflow_artifact_root() == ARTIFACT_BUCKET_ROOT

@@ -19,6 +19,9 @@ from chiml.state import StateStore
 
 from .conftest import FakeHelm, make_cluster, make_loaded
 
+# the releases `down` leaves installed (helm/releases.yaml `keep`): they hold data
+KEPT = {"kserve-crd", "postgres", "cnpg"}
+
 
 def quiet() -> Console:
     return Console(file=io.StringIO(), width=200)
@@ -44,8 +47,8 @@ def test_dry_run_prints_every_release_and_touches_nothing(loaded, cluster, fake_
 def test_fresh_install_in_order_with_helm4_flags(loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi):
     progress: list[str] = []
     result = install_platform(loaded, cluster, console=quiet(), api=kube_api, progress=progress.append)
-    assert "[1/12] cert-manager v1.19.1: installing and waiting for readiness" in progress
-    assert any(m.startswith("[12/12] chiml-runtimes 0.1.0: installed in") for m in progress)
+    assert "[1/11] cert-manager v1.19.1: installing and waiting for readiness" in progress
+    assert any(m.startswith("[11/11] chiml-runtimes 0.1.0: installed in") for m in progress)
     order = [r.name for r in load_releases(Path(loaded.config.kubernetes.helm_dir)) if r.when == "always"]
     upgrades = fake_helm.upgrades()
     assert [c[1] for c in upgrades] == order  # releases.yaml order, no gpu-operator without GPUs
@@ -56,8 +59,8 @@ def test_fresh_install_in_order_with_helm4_flags(loaded, cluster, fake_helm: Fak
         assert flag_value(call, "--values") == "-"  # values on stdin, never on disk
     by_name = {c[1]: c for c in upgrades}
     assert flag_value(by_name["mlflow"], "--repo") == "https://community-charts.github.io/helm-charts"
-    assert flag_value(by_name["mlflow"], "--version") == "1.12.0"
-    assert flag_value(by_name["kserve-crd"], "--version") == "v0.21.0"
+    assert flag_value(by_name["mlflow"], "--version") == "1.11.5"
+    assert flag_value(by_name["kserve-crd"], "--version") == "v0.20.0"
     assert by_name["kserve-crd"][2] == "oci://ghcr.io/kserve/charts/kserve-crd"
     assert Path(by_name["tensorboard"][2]).is_dir() and "--version" not in by_name["tensorboard"]
     assert flag_value(by_name["mlflow"], "--namespace") == "chiml"
@@ -70,7 +73,10 @@ def test_fresh_install_in_order_with_helm4_flags(loaded, cluster, fake_helm: Fak
     assert installed["postgres"]["values"]["cluster"]["storage"]["storageClass"] == "local-path"
     # credentials were generated into Secrets before the first release, not into values
     assert kube_api.core.calls.index("create_secret chiml/chiml-s3") < len(kube_api.core.calls)
-    assert {name for (_, name) in kube_api.core.secrets} == {"chiml-s3", "chiml-ui-auth", "chiml-inference-auth"}
+    assert {name for (_, name) in kube_api.core.secrets} == {
+        "chiml-s3", "chiml-ui-auth", "chiml-inference-auth", "chiml-pg-mlflow", "chiml-pg-optuna",
+    }
+    assert installed["postgres"]["values"]["cluster"]["roles"][0]["passwordSecret"]["name"] == "chiml-pg-optuna"
     ui = kube_api.read_secret("chiml", "chiml-ui-auth")
     assert ui["password"] not in json.dumps(fake_helm.state())
     state = StateStore(loaded.home).get("kubernetes")
@@ -187,12 +193,14 @@ def test_uninstall_in_reverse_order_and_resume(
     with pytest.raises(ChimlError, match="uninstall of seaweedfs failed"):
         uninstall_platform(loaded, cluster, console=quiet())
     first = [c[1] for c in fake_helm.calls if c[0] == "uninstall"]
-    assert first == list(reversed(installed_order))[: len(first)] and first[-1] == "seaweedfs"
+    expected = [n for n in reversed(installed_order) if n not in KEPT]
+    assert first == expected[: len(first)] and first[-1] == "seaweedfs"
     monkeypatch.delenv("FAKE_HELM_FAIL_UNINSTALL")
     removed = uninstall_platform(loaded, cluster, console=quiet())
-    assert removed[0] == "seaweedfs" and removed == list(reversed(installed_order))[len(first) - 1 :]
-    assert fake_helm.installed() == {}
-    assert StateStore(loaded.home).get("kubernetes")["releases"] == {}
+    expected = [n for n in reversed(installed_order) if n not in KEPT]
+    assert removed[0] == "seaweedfs" and removed == expected[expected.index("seaweedfs") :]
+    assert set(fake_helm.installed()) == KEPT
+    assert set(StateStore(loaded.home).get("kubernetes")["releases"]) == KEPT
     for call in fake_helm.calls:
         if call[0] == "uninstall":
             assert "--wait" in call
@@ -218,3 +226,82 @@ def test_wrong_helm_major_is_refused(loaded, cluster, fake_helm: FakeHelm, kube_
 
     with pytest.raises(ChimlError, match="needs helm 4"):
         install_platform(loaded, cluster, console=quiet(), api=kube_api, helm=Helm(executable=str(old)))
+
+
+def test_down_keeps_the_releases_that_hold_data(loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi):
+    """Uninstalling kserve-crd deletes every InferenceService, uninstalling postgres its volumes."""
+    install_platform(loaded, cluster, console=quiet(), api=kube_api)
+    installed_order = [c[1] for c in fake_helm.upgrades()]
+    fake_helm.clear_calls()
+    progress: list[str] = []
+    removed = uninstall_platform(loaded, cluster, console=quiet(), progress=progress.append)
+    uninstalled = [c[1] for c in fake_helm.calls if c[0] == "uninstall"]
+    assert uninstalled == removed == [n for n in reversed(installed_order) if n not in KEPT]
+    assert set(fake_helm.installed()) == KEPT
+    assert all(r["status"] == "deployed" for r in fake_helm.installed().values())
+    assert progress[-1] == "kept (they hold data): cnpg, kserve-crd, postgres"
+    # still recorded as installed: the next `up` finds them unchanged and reinstalls the rest
+    assert set(StateStore(loaded.home).get("kubernetes")["releases"]) == KEPT
+    fake_helm.clear_calls()
+    result = install_platform(loaded, cluster, console=quiet(), api=kube_api)
+    actions = {r.name: r.action for r in result.results}
+    assert {n for n, a in actions.items() if a == "unchanged"} == KEPT
+    assert [c[1] for c in fake_helm.upgrades()] == [n for n in installed_order if n not in KEPT]
+    # a second `down` removes the same releases again, never the kept ones
+    assert uninstall_platform(loaded, cluster, console=quiet()) == removed
+    assert uninstall_platform(loaded, cluster, console=quiet()) == []
+
+
+def test_down_keeps_what_was_marked_keep_even_if_releases_yaml_changed(
+    loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi, helm_dir: Path
+):
+    install_platform(loaded, cluster, console=quiet(), api=kube_api)
+    releases = helm_dir / "releases.yaml"
+    releases.write_text(releases.read_text().replace("    keep: true\n", ""))
+    uninstall_platform(loaded, cluster, console=quiet())
+    assert set(fake_helm.installed()) == KEPT  # the state recorded them as kept at install time
+
+
+def test_down_including_kept_releases_removes_everything(loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi):
+    install_platform(loaded, cluster, console=quiet(), api=kube_api)
+    installed_order = [c[1] for c in fake_helm.upgrades()]
+    uninstall_platform(loaded, cluster, console=quiet())
+    fake_helm.clear_calls()
+    removed = uninstall_platform(loaded, cluster, console=quiet(), include_kept=True)
+    assert removed == [n for n in reversed(installed_order) if n in KEPT]  # still in reverse order
+    assert fake_helm.installed() == {}
+    assert StateStore(loaded.home).get("kubernetes")["releases"] == {}
+
+
+def test_kserve_resources_is_retried_once(
+    loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+):
+    """KServe's controller can start before cert-manager issued its webhook certificate."""
+    monkeypatch.setenv("FAKE_HELM_FAIL_ONCE", "kserve-resources")
+    progress: list[str] = []
+    result = install_platform(loaded, cluster, console=quiet(), api=kube_api, progress=progress.append,
+                              retry_delay_s=0)
+    attempts = [c[1] for c in fake_helm.upgrades() if c[1] == "kserve-resources"]
+    assert len(attempts) == 2
+    assert any("kserve-resources v0.20.0: attempt 1 failed" in m and m.endswith("retrying") for m in progress)
+    assert {r.name: r.action for r in result.results}["kserve-resources"] == "installed"
+    assert fake_helm.installed()["kserve-resources"]["status"] == "deployed"
+
+
+def test_a_persistent_failure_stops_after_the_retry(
+    loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("FAKE_HELM_FAIL", "kserve-resources")
+    with pytest.raises(ChimlError, match=r"release kserve-resources .* failed"):
+        install_platform(loaded, cluster, console=quiet(), api=kube_api, retry_delay_s=0)
+    assert [c[1] for c in fake_helm.upgrades()].count("kserve-resources") == 2
+    assert "kserve-resources" not in fake_helm.installed()  # rolled back, nothing left
+
+
+def test_releases_without_retries_are_tried_once(
+    loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("FAKE_HELM_FAIL_ONCE", "mlflow")
+    with pytest.raises(ChimlError, match="release mlflow"):
+        install_platform(loaded, cluster, console=quiet(), api=kube_api, retry_delay_s=0)
+    assert [c[1] for c in fake_helm.upgrades()].count("mlflow") == 1

@@ -31,7 +31,7 @@ def test_cli_dry_run_prints_releases_without_a_cluster(tmp_path: Path):
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for expected in ("cert-manager", "v1.19.1", "helm/values/mlflow.yaml", "kserve-resources", "v0.21.0",
+    for expected in ("cert-manager", "v1.19.1", "helm/values/mlflow.yaml", "kserve-resources", "v0.20.0",
                      "chiml-runtimes", "GPU nodes only"):
         assert expected in proc.stdout, expected
     assert " ml " in proc.stdout  # the configured namespace replaces ${namespace}
@@ -65,10 +65,15 @@ def test_status_secrets_and_uris_after_install(loaded, cluster, fake_helm, kube_
     finally:
         os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
         os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
-    with pytest.raises(ChimlError, match="postgres-cluster-app"):
-        profile.optuna_storage()  # CloudNativePG has not generated it on this fake cluster
-    kube_api.create_secret("chiml", "postgres-cluster-app", {"username": "chiml", "password": "pw"})
-    assert profile.optuna_storage() == "postgresql+psycopg2://chiml:pw@postgres-cluster-rw.chiml.svc:5432/optuna"
+    # Optuna logs in with its own role, whose password `up` generated (never the superuser)
+    optuna = kube_api.read_secret("chiml", "chiml-pg-optuna")
+    assert optuna["username"] == "optuna" and secrets["postgres_optuna_password"] == optuna["password"]
+    assert profile.optuna_storage() == (
+        f"postgresql+psycopg2://optuna:{optuna['password']}@postgres-cluster-rw.chiml.svc:5432/optuna"
+    )
+    kube_api.core.delete_namespaced_secret("chiml-pg-optuna", "chiml")
+    with pytest.raises(ChimlError, match="chiml-pg-optuna"):
+        profile.optuna_storage()
     assert profile.tensorboard_logdir() == "s3://chiml-artifacts/tensorboard"
     endpoints = profile.endpoints()
     assert endpoints.namespace == "chiml" and endpoints.ingress_domain == "203.0.113.7.nip.io"

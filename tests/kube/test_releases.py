@@ -15,6 +15,7 @@ from chiml.kube.releases import PINNED_VERSION, load_releases
 REPO = Path(__file__).resolve().parents[2]
 HELM_DIR = REPO / "helm"
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+MAJOR_ONLY = re.compile(r"^v?\d+$")
 
 
 def images_in(node: Any, path: str = "") -> list[tuple[str, str]]:
@@ -24,8 +25,8 @@ def images_in(node: Any, path: str = "") -> list[tuple[str, str]]:
         if isinstance(node.get("repository"), str) and "tag" in node:
             found.append((path, f"{node['repository']}:{node['tag']}"))
         for key, value in node.items():
-            if key == "image" and isinstance(value, str):
-                found.append((f"{path}.image", value))
+            if key in ("image", "imageName") and isinstance(value, str):
+                found.append((f"{path}.{key}", value))
             else:
                 found.extend(images_in(value, f"{path}.{key}" if path else str(key)))
     elif isinstance(node, list):
@@ -38,6 +39,8 @@ def assert_pinned(where: str, image: str) -> None:
     name, _, tag = image.rpartition(":")
     assert name and "/" not in tag, f"{where}: image {image!r} has no tag"
     assert IMAGE_TAG.match(tag) and tag != "latest", f"{where}: image {image!r} is not pinned"
+    # `16` or `v3` names whatever the newest release of that major is: it moves
+    assert not MAJOR_ONLY.match(tag), f"{where}: image {image!r} has a major-only (moving) tag"
 
 
 def test_every_release_is_pinned_and_ordered():
@@ -50,16 +53,25 @@ def test_every_release_is_pinned_and_ordered():
             assert names.index(dep) < names.index(release.name)
     expected = {
         "cert-manager", "gpu-operator", "cnpg", "postgres", "seaweedfs", "mlflow", "optuna-dashboard",
-        "tensorboard", "kserve-crd", "kserve-resources", "kserve-runtime-configs", "chiml-runtimes", "chiml-auth",
+        "tensorboard", "kserve-crd", "kserve-resources", "chiml-runtimes", "chiml-auth",
     }
     assert set(names) == expected
     assert releases.get("gpu-operator").when == "gpu"
-    # KServe's charts match the kserve SDK chiml pins
-    constraints = (REPO / "requirements" / "constraints.txt").read_text()
-    sdk = re.search(r"^kserve==(\S+)$", constraints, re.M)
-    assert sdk, "kserve is not pinned in requirements/constraints.txt"
-    for name in ("kserve-crd", "kserve-resources", "kserve-runtime-configs"):
-        assert releases.get(name).version == f"v{sdk.group(1)}"
+    # KServe's charts come from one release
+    assert releases.get("kserve-crd").version == releases.get("kserve-resources").version
+
+
+def test_down_keeps_exactly_the_releases_that_hold_data():
+    """The KServe CRDs (every InferenceService goes with them), the PostgreSQL cluster (the operator
+    deletes its volumes with it) and that cluster's operator; nothing else is kept."""
+    releases = load_releases(HELM_DIR)
+    assert {r.name for r in releases if r.keep} == {"kserve-crd", "postgres", "cnpg"}
+    # a kept release's dependencies are kept too, or the next `up` would reinstall under it
+    for release in releases:
+        if release.keep:
+            assert all(releases.get(dep).keep for dep in release.depends_on), release.name
+    # only KServe's controller is retried (its webhook-certificate race), once as KServe's installer does
+    assert {r.name: r.retries for r in releases if r.retries} == {"kserve-resources": 1}
 
 
 def test_every_image_in_values_and_charts_is_pinned():
@@ -99,7 +111,8 @@ def test_dockerfiles_pin_their_base_images():
     "edit, message",
     [
         (lambda t: t.replace("version: v1.19.1", "version: ^1.19"), "not an exact version"),
-        (lambda t: t.replace("version: 0.26.1", "version: latest"), "not an exact version"),
+        (lambda t: t.replace("version: 0.29.0", "version: latest"), "not an exact version"),
+        (lambda t: t.replace("    retries: 1", "    retries: 9"), "retries"),
         (lambda t: t.replace("depends_on: [cnpg]", "depends_on: [mlflow]"), "must be listed before it"),
         (lambda t: t.replace("values: mlflow.yaml", "values: nope.yaml"), "does not exist"),
         (

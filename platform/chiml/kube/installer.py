@@ -7,7 +7,10 @@ Contract (used by the kubernetes and chameleon profiles):
   returns; a release whose chart version, values and (for our charts) chart files are unchanged
   is skipped; the first failure stops the run with the release's status and the recent warning
   events of its namespace. Progress is reported per release.
-* :func:`uninstall_platform` uninstalls in reverse order.
+* :func:`uninstall_platform` uninstalls in reverse order, except the releases marked ``keep`` in
+  helm/releases.yaml (their uninstall would destroy data: the KServe CRDs take every
+  InferenceService with them, the PostgreSQL cluster takes its volumes); ``include_kept=True``
+  removes those too.
 * ``dry_run=True`` validates everything and prints the plan without touching the network.
 
 What was installed is recorded per release under the ``kubernetes`` state key as soon as it
@@ -229,8 +232,13 @@ def install_platform(
     api: KubeApi | None = None,
     progress: Progress | None = None,
     assume_gpu: bool | None = None,
+    retry_delay_s: float = 5.0,
 ) -> InstallResult:
-    """Install or upgrade the platform on ``cluster`` (see the module docstring)."""
+    """Install or upgrade the platform on ``cluster`` (see the module docstring).
+
+    A release with ``retries`` in releases.yaml is tried again after ``retry_delay_s`` when it
+    fails (the pause KServe's own installer makes between its two attempts).
+    """
     console = console or Console()
     plan = plan_platform(loaded, cluster, gpu=assume_gpu if dry_run else None)
     if dry_run:
@@ -286,18 +294,25 @@ def install_platform(
         action = "upgraded" if listed is not None else "installed"
         say(f"{label}: {'upgrading' if listed else 'installing'} and waiting for readiness")
         since = datetime.now(UTC)
-        try:
-            out = helm.install_or_upgrade(
-                planned.name,
-                planned.chart_ref,
-                planned.values,
-                namespace=planned.namespace,
-                version=None if planned.release.is_local else planned.release.version,
-                repo=planned.release.repo,
-                timeout_s=planned.release.timeout_seconds(cfg.helm_timeout_scale),
-            )
-        except HelmError as err:
-            raise _failure(api, helm, planned, err, since) from None
+        attempts = 1 + planned.release.retries
+        for attempt in range(1, attempts + 1):
+            try:
+                out = helm.install_or_upgrade(
+                    planned.name,
+                    planned.chart_ref,
+                    planned.values,
+                    namespace=planned.namespace,
+                    version=None if planned.release.is_local else planned.release.version,
+                    repo=planned.release.repo,
+                    timeout_s=planned.release.timeout_seconds(cfg.helm_timeout_scale),
+                )
+                break
+            except HelmError as err:
+                if attempt == attempts:
+                    raise _failure(api, helm, planned, err, since) from None
+                # --rollback-on-failure left nothing half-done: the next attempt starts clean
+                say(f"{label}: attempt {attempt} failed ({err.stderr or err.message}); retrying")
+                time.sleep(retry_delay_s)
         seconds = time.monotonic() - started
         revision = out.get("version") if isinstance(out, dict) else None
 
@@ -310,6 +325,8 @@ def install_platform(
                 "revision": revision,
                 # position in releases.yaml: stable whatever subset a run installs
                 "order": [r.name for r in plan.release_set].index(planned.name),
+                # remembered so that `down` keeps it even if releases.yaml cannot be read then
+                "keep": planned.release.keep,
                 "updated": datetime.now(UTC).isoformat(),
             }
 
@@ -327,11 +344,16 @@ def uninstall_platform(
     *,
     helm: Helm | None = None,
     progress: Progress | None = None,
+    include_kept: bool = False,
 ) -> list[str]:
-    """Uninstall every release chiml installed, in reverse install order; returns those removed.
+    """Uninstall the releases chiml installed, in reverse install order; returns those removed.
 
-    Generated Secrets and volumes are kept (the data in them outlives a `down`); a failure stops
-    the run and leaves the rest recorded, so the next `down` resumes where this one stopped.
+    What survives a `down` (docs/kubernetes.md, "What `down` keeps"): the releases marked
+    ``keep`` (the KServe CRDs with every InferenceService, the CloudNativePG operator and the
+    PostgreSQL cluster with its volumes) stay installed unless ``include_kept`` is set; the
+    SeaweedFS volumes (StatefulSet claims, which Kubernetes never deletes with the StatefulSet)
+    and the generated Secrets stay in any case. A failure stops the run and leaves the rest
+    recorded, so the next `down` resumes where this one stopped.
     """
     console = console or Console()
     cfg = loaded.config.kubernetes
@@ -339,20 +361,28 @@ def uninstall_platform(
     recorded: dict[str, Any] = (state.get(STATE_KEY) or {}).get("releases", {})
     # Reverse of the order they were installed in; releases.yaml's order for anything unrecorded.
     try:
-        order = [r.name for r in load_releases(helm_dir(loaded))]
+        release_set: ReleaseSet | None = load_releases(helm_dir(loaded))
     except ChimlError:
-        order = []
+        release_set = None
+    order = [r.name for r in release_set] if release_set is not None else []
     names = sorted(recorded, key=lambda n: recorded[n].get("order", order.index(n) if n in order else 0), reverse=True)
+    kept = _kept(recorded, release_set)
+    if not include_kept:
+        names = [n for n in names if n not in kept]
     if not names:
         return []
     helm = helm or Helm(kubeconfig=cluster.kubeconfig, context=cfg.context)
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+        else:
+            console.print(f"  {message}", highlight=False)
+
     removed = []
     for i, name in enumerate(names, 1):
         namespace = recorded[name]["namespace"]
-        if progress is not None:
-            progress(f"[{i}/{len(names)}] uninstalling {name}")
-        else:
-            console.print(f"  [{i}/{len(names)}] uninstalling {name}", highlight=False)
+        say(f"[{i}/{len(names)}] uninstalling {name}")
         try:
             existed = helm.uninstall(name, namespace)
         except HelmError as err:
@@ -362,9 +392,16 @@ def uninstall_platform(
             ) from None
         _record(state, lambda s, name=name: s.get("releases", {}).pop(name, None))
         removed.append(name)
-        message = f"{name}: {'uninstalled' if existed else 'already gone'}"
-        if progress is not None:
-            progress(message)
-        else:
-            console.print(f"  {message}", highlight=False)
+        say(f"{name}: {'uninstalled' if existed else 'already gone'}")
+    left = sorted(n for n in kept if n in recorded and n not in removed)
+    if left:
+        say(f"kept (they hold data): {', '.join(left)}")
     return removed
+
+
+def _kept(recorded: dict[str, Any], release_set: ReleaseSet | None) -> set[str]:
+    """Releases `down` leaves installed: marked ``keep`` now, or when they were installed."""
+    kept = {name for name, rec in recorded.items() if rec.get("keep")}
+    if release_set is not None:
+        kept |= {r.name for r in release_set if r.keep}
+    return kept

@@ -164,6 +164,7 @@ class KubeApi:
         name: str,
         string_data: dict[str, str],
         annotations: dict[str, str] | None = None,
+        secret_type: str = "Opaque",
     ) -> bool:
         """Create a Secret; False (and no change) if one of that name already exists."""
         from kubernetes.client import V1ObjectMeta, V1Secret
@@ -176,7 +177,7 @@ class KubeApi:
                 annotations=annotations or None,
                 labels={"app.kubernetes.io/part-of": "chiml", "app.kubernetes.io/managed-by": "chiml"},
             ),
-            type="Opaque",
+            type=secret_type,
             string_data=string_data,
         )
         try:

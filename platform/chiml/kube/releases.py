@@ -35,6 +35,10 @@ class Release(BaseModel):
     depends_on: tuple[str, ...] = ()
     when: Literal["always", "gpu"] = "always"
     timeout: str = Field("5m", pattern=r"^\d+[smh]$")
+    # extra attempts after a failed install/upgrade, for a chart with a known start-up race
+    retries: int = Field(0, ge=0, le=3)
+    # left installed by `down`: uninstalling it would destroy data (CRDs, database volumes)
+    keep: bool = False
 
     @field_validator("name")
     @classmethod

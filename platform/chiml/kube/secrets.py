@@ -2,7 +2,9 @@
 
 `chiml up` creates each Secret once (an existing one is never overwritten, so a re-run keeps
 the credentials that data already depends on); `chiml status --show-secrets` reads them back.
-PostgreSQL credentials are not ours: CloudNativePG generates them (`postgres-cluster-app`).
+The PostgreSQL roles' passwords are generated here too (one role per application, see
+helm/values/postgres.yaml): CloudNativePG reads them from these Secrets when it creates the
+roles, so they must exist before the `postgres` release is installed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from chiml.kube.kubeapi import KubeApi
 S3_SECRET = "chiml-s3"
 UI_AUTH_SECRET = "chiml-ui-auth"
 INFERENCE_AUTH_SECRET = "chiml-inference-auth"
-POSTGRES_APP_SECRET = "postgres-cluster-app"
+# one PostgreSQL role (and database) per application; CloudNativePG reads basic-auth Secrets
+MLFLOW_PG_SECRET = "chiml-pg-mlflow"
+OPTUNA_PG_SECRET = "chiml-pg-optuna"
+MLFLOW_PG_ROLE = "mlflow"
+OPTUNA_PG_ROLE = "optuna"
+BASIC_AUTH = "kubernetes.io/basic-auth"
 
 UI_USER = "chiml"
 INFERENCE_USER = "chiml"
@@ -53,6 +60,7 @@ class GeneratedSecret:
     name: str
     data: dict[str, str]
     annotations: dict[str, str]
+    type: str = "Opaque"
 
 
 def generate(namespace: str) -> list[GeneratedSecret]:
@@ -95,6 +103,9 @@ def generate(namespace: str) -> list[GeneratedSecret]:
             {"users": htpasswd_line(INFERENCE_USER, token), "username": INFERENCE_USER, "token": token},
             {},
         ),
+        # CloudNativePG takes a role's password from a basic-auth Secret whose username is the role
+        GeneratedSecret(MLFLOW_PG_SECRET, {"username": MLFLOW_PG_ROLE, "password": random_token(32)}, {}, BASIC_AUTH),
+        GeneratedSecret(OPTUNA_PG_SECRET, {"username": OPTUNA_PG_ROLE, "password": random_token(32)}, {}, BASIC_AUTH),
     ]
 
 
@@ -105,13 +116,13 @@ def ensure_platform_secrets(api: KubeApi, namespace: str) -> list[str]:
     for secret in generate(namespace):
         if api.read_secret(namespace, secret.name) is not None:
             continue
-        if api.create_secret(namespace, secret.name, secret.data, secret.annotations):
+        if api.create_secret(namespace, secret.name, secret.data, secret.annotations, secret_type=secret.type):
             created.append(secret.name)
     return created
 
 
 def delete_platform_secrets(api: KubeApi, namespace: str) -> None:
-    for name in (S3_SECRET, UI_AUTH_SECRET, INFERENCE_AUTH_SECRET):
+    for name in (S3_SECRET, UI_AUTH_SECRET, INFERENCE_AUTH_SECRET, MLFLOW_PG_SECRET, OPTUNA_PG_SECRET):
         api.delete_secret(namespace, name)
 
 
@@ -128,7 +139,9 @@ def read_platform_secrets(api: KubeApi, namespace: str) -> dict[str, str]:
     if s3:
         out["s3_access_key_id"] = s3.get("AWS_ACCESS_KEY_ID", "")
         out["s3_secret_access_key"] = s3.get("AWS_SECRET_ACCESS_KEY", "")
-    pg = api.read_secret(namespace, POSTGRES_APP_SECRET)
-    if pg:
-        out["postgres_username"], out["postgres_password"] = pg.get("username", ""), pg.get("password", "")
+    for app, secret_name in (("mlflow", MLFLOW_PG_SECRET), ("optuna", OPTUNA_PG_SECRET)):
+        pg = api.read_secret(namespace, secret_name)
+        if pg:
+            out[f"postgres_{app}_username"] = pg.get("username", "")
+            out[f"postgres_{app}_password"] = pg.get("password", "")
     return out
