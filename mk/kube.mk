@@ -5,7 +5,7 @@ CHECKOV_VENV ?= .venv-checkov
 HELM_CHARTS := $(wildcard helm/charts/*)
 KUBE_RENDER_DIR ?= .rendered/helm
 
-.PHONY: kube-lint kube-render kube-checkov kube-test
+.PHONY: kube-lint kube-render kube-checkov kube-test kube-pins
 
 lint: kube-lint
 
@@ -27,3 +27,8 @@ kube-checkov: kube-render
 
 kube-test: install tools ## the Kubernetes layer's tests only (fake helm + real helm rendering)
 	$(BIN)/python -m pytest tests/kube -q
+
+# Needs the network (the chart registries): every upstream pin in helm/releases.yaml is pulled
+# with `helm show chart` and must be published. Run by CI; not part of the offline test suite.
+kube-pins: install tools ## check that every chart pin in helm/releases.yaml is a published release
+	$(BIN)/python -m chiml.kube.pins helm

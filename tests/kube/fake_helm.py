@@ -17,7 +17,8 @@ State lives in the JSON file named by $FAKE_HELM_STATE, with every invocation ap
   that way (a start-up race, such as KServe's controller starting before its webhook
   certificate exists).
 * $FAKE_HELM_FAIL_UNINSTALL=name: uninstalling it fails.
-* $FAKE_HELM_MISSING_CHART=ref: pulling that chart reference fails like a 404 from the registry.
+* $FAKE_HELM_MISSING_CHART=ref[,ref...]: pulling those chart references (`upgrade`, `show chart`)
+  fails like a 404 from the registry.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ COMMANDS: dict[str, tuple[set[str], set[str], set[str], dict[str, str]]] = {
         {},
     ),
     "history": ({"--max", "--output"}, set(), set(), {"-o": "--output"}),
+    "show chart": (
+        {"--ca-file", "--cert-file", "--key-file", "--keyring", "--password", "--repo", "--username", "--version"},
+        {"--devel", "--insecure-skip-tls-verify", "--pass-credentials", "--plain-http", "--verify"},
+        set(),
+        {},
+    ),
     "version": ({"--template"}, {"--short"}, set(), {}),
 }
 DEPRECATED = {"--atomic": "--rollback-on-failure", "--force": "--force-replace"}
@@ -96,8 +103,8 @@ class HelmExit(Exception):
 
 def parse(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
     """Split argv into (command, positionals, flags) the way cobra does, or raise HelmExit."""
-    if argv[:2] == ["get", "values"]:
-        command, rest = "get values", argv[2:]
+    if argv[:2] in (["get", "values"], ["show", "chart"]):
+        command, rest = " ".join(argv[:2]), argv[2:]
     elif argv and argv[0] in COMMANDS:
         command, rest = argv[0], argv[1:]
     else:
@@ -193,8 +200,8 @@ def release_json(rel: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_chart(ref: str, flags: dict[str, Any]) -> tuple[str, str, str]:
     """(name, version, appVersion) of the chart helm would pull or read."""
-    missing = os.environ.get("FAKE_HELM_MISSING_CHART")
-    if missing and missing == ref:
+    missing = os.environ.get("FAKE_HELM_MISSING_CHART", "").split(",")
+    if ref in missing:
         if ref.startswith("oci://"):
             source = f'{ref.removeprefix("oci://")}:{flags.get("--version", "")}'
             raise HelmExit(f'failed to perform "FetchReference" on source: {source}: not found')
@@ -362,6 +369,17 @@ def cmd_uninstall(store: Store, pos: list[str], flags: dict[str, Any]) -> None:
         print(f'release "{name}" uninstalled')
 
 
+def cmd_show_chart(store: Store, pos: list[str], flags: dict[str, Any]) -> None:
+    """The chart's Chart.yaml, as helm prints it after pulling the chart (or the registry's 404)."""
+    if len(pos) != 1:
+        raise HelmExit('"helm show chart" requires 1 argument\n\nUsage:  helm show chart [CHART] [flags]')
+    name, version, app_version = resolve_chart(pos[0], flags)
+    meta = {"apiVersion": "v2", "name": name, "version": version}
+    if app_version:
+        meta["appVersion"] = app_version
+    print(yaml.safe_dump(meta, sort_keys=False), end="")
+
+
 def cmd_version(store: Store, pos: list[str], flags: dict[str, Any]) -> None:
     template = flags.get("--template")
     if template is not None:
@@ -379,6 +397,7 @@ HANDLERS = {
     "get values": cmd_get_values,
     "status": cmd_status,
     "uninstall": cmd_uninstall,
+    "show chart": cmd_show_chart,
     "version": cmd_version,
 }
 

@@ -109,6 +109,12 @@ class Helm:
         except helm_errors.Error as err:
             raise HelmError(f"helm status {name}: {_stderr_line(err)}") from None
 
+    def chart_metadata(self, chart: str, *, version: str, repo: str | None) -> dict[str, Any]:
+        """The Chart.yaml of a published chart version (`helm show chart`): pulls it, touches no cluster."""
+        return self._call(
+            f"helm show chart {chart} {version}", self._command.show_chart(chart, repo=repo, version=version)
+        )
+
     # ----------------------------------------------------------------- changes
     def install_or_upgrade(
         self,
