@@ -15,6 +15,7 @@ import yaml
 from chiml.cluster import ClusterDescription, NodeInfo
 from chiml.config import LoadedConfig, load_config
 from chiml.kube.kubeapi import KubeApi
+from chiml.kube.values import RenderContext
 
 from .fake_kube import ControllerSimulatingCustomApi, FakeCoreV1Api
 
@@ -64,7 +65,9 @@ def fake_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHelm:
 
 @pytest.fixture
 def kube_api() -> KubeApi:
-    return KubeApi(core=FakeCoreV1Api(), custom=ControllerSimulatingCustomApi(), host="https://203.0.113.7:6443",
+    # the fake KServe controller writes the URLs helm/values/kserve-resources.yaml gives this cluster
+    custom = ControllerSimulatingCustomApi(context=RenderContext.for_cluster(make_cluster(), "chiml"))
+    return KubeApi(core=FakeCoreV1Api(), custom=custom, host="https://203.0.113.7:6443",
                    kubeconfig="/nonexistent/kubeconfig")
 
 

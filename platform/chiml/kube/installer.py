@@ -369,9 +369,6 @@ def uninstall_platform(
     kept = _kept(recorded, release_set)
     if not include_kept:
         names = [n for n in names if n not in kept]
-    if not names:
-        return []
-    helm = helm or Helm(kubeconfig=cluster.kubeconfig, context=cfg.context)
 
     def say(message: str) -> None:
         if progress is not None:
@@ -379,20 +376,22 @@ def uninstall_platform(
         else:
             console.print(f"  {message}", highlight=False)
 
-    removed = []
-    for i, name in enumerate(names, 1):
-        namespace = recorded[name]["namespace"]
-        say(f"[{i}/{len(names)}] uninstalling {name}")
-        try:
-            existed = helm.uninstall(name, namespace)
-        except HelmError as err:
-            raise ChimlError(
-                f"uninstall of {name} failed: {err.stderr or err.message}",
-                hint="fix the cause and run `chiml down` again: it resumes with the releases left",
-            ) from None
-        _record(state, lambda s, name=name: s.get("releases", {}).pop(name, None))
-        removed.append(name)
-        say(f"{name}: {'uninstalled' if existed else 'already gone'}")
+    removed: list[str] = []
+    if names:
+        helm = helm or Helm(kubeconfig=cluster.kubeconfig, context=cfg.context)
+        for i, name in enumerate(names, 1):
+            namespace = recorded[name]["namespace"]
+            say(f"[{i}/{len(names)}] uninstalling {name}")
+            try:
+                existed = helm.uninstall(name, namespace)
+            except HelmError as err:
+                raise ChimlError(
+                    f"uninstall of {name} failed: {err.stderr or err.message}",
+                    hint="fix the cause and run `chiml down` again: it resumes with the releases left",
+                ) from None
+            _record(state, lambda s, name=name: s.get("releases", {}).pop(name, None))
+            removed.append(name)
+            say(f"{name}: {'uninstalled' if existed else 'already gone'}")
     left = sorted(n for n in kept if n in recorded and n not in removed)
     if left:
         say(f"kept (they hold data): {', '.join(left)}")
