@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shlex
 import signal
@@ -29,6 +30,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from chiml.errors import ChimlError
 
+log = logging.getLogger(__name__)
 _TEMPLATES = Environment(loader=PackageLoader("chiml.local", ""), undefined=StrictUndefined, keep_trailing_newline=True)
 # AF_UNIX paths are limited to ~107 bytes; deep homes get a short socket under the temp dir.
 _MAX_SOCKET_PATH = 100
@@ -73,6 +75,10 @@ class Supervisor:
             digest = hashlib.sha1(str(home).encode()).hexdigest()[:12]
             socket = Path(tempfile.gettempdir()) / f"chiml-{digest}.sock"
         self.socket = socket
+        # Every program inherits CHIML_SUPERVISOR=<ident> from supervisord's environment, which
+        # is how processes orphaned by a killed supervisord are found again (their command
+        # lines need not mention the home: MLflow's uvicorn child does not).
+        self.ident = hashlib.sha1(str(home).encode()).hexdigest()[:8]
 
     # ----------------------------------------------------------------- lifecycle
     def write_config(self, user: str | None = None) -> None:
@@ -85,7 +91,7 @@ class Supervisor:
             home=self.home,
             programs=self.programs_dir,
             user=user,
-            ident=hashlib.sha1(str(self.home).encode()).hexdigest()[:8],
+            ident=self.ident,
         )
         self.conf.write_text(text, encoding="utf-8")
 
@@ -116,6 +122,7 @@ class Supervisor:
         """Start supervisord (daemonizing) unless it already runs."""
         if self.is_running():
             return
+        self.reap_orphans()
         self.socket.unlink(missing_ok=True)
         supervisord = Path(sys.executable).with_name("supervisord")
         cmd = [str(supervisord) if supervisord.exists() else "supervisord", "-c", str(self.conf)]
@@ -153,6 +160,40 @@ class Supervisor:
         psutil.wait_procs(alive, timeout=5)
         self.pidfile.unlink(missing_ok=True)
 
+    def orphans(self) -> list[psutil.Process]:
+        """Live processes started by an earlier supervisord of this home that is gone now.
+
+        A supervisord killed with SIGKILL (or an out-of-memory kill) leaves its programs running
+        and holding their ports, so the next ``up`` could not start them again.
+        """
+        found = []
+        me = os.getpid()
+        for proc in psutil.process_iter(["pid"]):
+            if proc.pid == me:
+                continue
+            try:
+                if proc.environ().get("CHIML_SUPERVISOR") == self.ident:
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+                continue
+        return found
+
+    def reap_orphans(self, timeout: float = 10.0) -> int:
+        """Stop what a dead supervisord left running (TERM, then KILL); how many there were."""
+        orphans = self.orphans()
+        if not orphans:
+            return 0
+        log.warning("stopping %d process(es) left by a supervisord that died", len(orphans))
+        for proc in orphans:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _gone, alive = psutil.wait_procs(orphans, timeout=timeout)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+        return len(orphans)
+
     # ----------------------------------------------------------------- RPC
     @property
     def rpc(self) -> Any:
@@ -176,9 +217,15 @@ class Supervisor:
         """Write the program's config; True when it changed."""
         self.programs_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
+        command = program.command
+        if program.user is None:
+            # Programs run as another user (PostgreSQL as `postgres` when chiml runs as root)
+            # may not reach this interpreter, and PostgreSQL's backends exit with their
+            # postmaster anyway; every other program is started through the leftover reaper.
+            command = [sys.executable, "-m", "chiml.local.exec_program", program.name, "--", *command]
         text = _TEMPLATES.get_template("program.conf.j2").render(
             name=program.name,
-            command=shlex.join(program.command).replace("%", "%%"),
+            command=shlex.join(command).replace("%", "%%"),
             directory=program.directory,
             environment=_quote_env(program.environment),
             user=program.user,

@@ -121,6 +121,11 @@ class LocalProfile(Profile):
         started_supervisor = False
         self.state.load()  # a corrupt state file stops us before anything starts
         self.layout.create()
+        if not self.supervisor.is_running():
+            # A supervisord that was killed leaves its programs holding their ports.
+            reaped = self.supervisor.reap_orphans()
+            if reaped and progress:
+                progress(f"stopped {reaped} process(es) left running by a supervisord that died")
         self._check_ports(services)
         try:
             local = self.config.local
