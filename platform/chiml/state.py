@@ -65,6 +65,9 @@ class StateStore:
 
     def _write(self, doc: dict[str, Any]) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        # Writers hold the lock, so any temp file here now was left by a writer that was killed.
+        for stale in self.home.glob(".state.*"):
+            stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.home)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
