@@ -58,11 +58,22 @@ while True:
 """
 
 
+def _last_i(home: Path) -> int:
+    try:
+        return int(json.loads((home / "state.json").read_text(encoding="utf-8")).get("i", 0))
+    except FileNotFoundError:
+        return -1
+
+
 def test_writer_killed_mid_write_never_leaves_a_torn_file(tmp_path: Path, figures: dict):
     kills = 0
     for _ in range(15):
+        before = _last_i(tmp_path)
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
-        time.sleep(0.15 + 0.05 * (kills % 4))
+        deadline = time.monotonic() + 60
+        while _last_i(tmp_path) == before and time.monotonic() < deadline:  # writing has begun
+            time.sleep(0.01)
+        time.sleep(0.02 * (kills % 5))
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
         kills += 1
