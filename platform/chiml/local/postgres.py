@@ -136,7 +136,10 @@ class ManagedPostgres:
         data = self.data_dir
         data.mkdir(parents=True, exist_ok=True)
         pwfile = data.parent / ".pwfile"
-        pwfile.write_text(self.password() + "\n")
+        # Created 0600 from the start: write-then-chmod would leave it world-readable for a moment.
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.password() + "\n")
         try:
             if self.user:
                 entry = pwd.getpwnam(self.user)

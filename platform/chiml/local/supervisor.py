@@ -84,6 +84,7 @@ class Supervisor:
     def write_config(self, user: str | None = None) -> None:
         for folder in (self.dir, self.programs_dir, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
+        self.programs_dir.chmod(0o700)
         text = _TEMPLATES.get_template("supervisord.conf.j2").render(
             socket=self.socket,
             logs=self.logs,
@@ -237,9 +238,14 @@ class Supervisor:
         )
         path = self.program_file(program.name)
         if path.exists() and path.read_text(encoding="utf-8") == text:
+            path.chmod(0o600)  # files written by an older chiml were world-readable
             return False
+        # Owner-only: a program's environment can hold credentials (MLflow's database URL).
         tmp = path.with_suffix(".conf.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)  # an existing tmp file keeps its old mode through O_CREAT
         os.replace(tmp, path)
         return True
 
