@@ -92,6 +92,8 @@ def load_config(
             where = f" line {mark.line + 1}" if mark is not None else ""
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}): save it as UTF-8") from None
     cfg = parse_config(data, source=str(path) if path else "defaults")
     if profile is not None:
         if profile not in PROFILES:
