@@ -1,8 +1,9 @@
 """`make secrets-baseline`: rescan the tracked files into .secrets.baseline, keeping audit labels.
 
-New findings come out unaudited (no ``is_secret``), which fails tests/reliability/test_exposure.py
-until someone looks at each (`detect-secrets audit .secrets.baseline`) and labels it: a real
-secret must be removed from the repository, not labelled.
+New findings come out unaudited (no ``is_secret``) and are listed, which fails
+tests/reliability/test_exposure.py until someone looks at each one. A real secret must be removed
+from the repository, not labelled; once every listed line has been read and found harmless (a
+Secret's name, a checksum, a test fixture), `--accept` labels them as false positives.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ def main() -> int:
         for item in items
         if "is_secret" in item
     }
+    accept = "--accept" in sys.argv[1:]
     unaudited = 0
     for name, items in fresh["results"].items():
         for item in items:
             label = labels.get((name, item["hashed_secret"]))
+            if label is None and accept:
+                label = False
             if label is None:
                 unaudited += 1
+                print(f"to audit: {name}:{item['line_number']} ({item['type']})")
             else:
                 item["is_secret"] = label
     fresh.pop("generated_at", None)
