@@ -30,7 +30,8 @@ class FakeLeases:
     """``blazarclient.v1.leases.LeaseManager`` as seen from python-chi."""
 
     # behaviour switches
-    refuse_with: str | None = None  # create() raises this Blazar message (HTTP 409)
+    refuse_with: str | None = None  # create() raises this Blazar message (HTTP refuse_code)
+    refuse_code: int = 409
     end_in_error: bool = False  # the lease goes to ERROR after STARTING, no exception anywhere
     stay_pending: bool = False  # never leaves PENDING (start time not reached)
     delete_fails: str | None = None
@@ -42,7 +43,7 @@ class FakeLeases:
 
     def create(self, name, start, end, reservations, events, before_end=None):
         if self.refuse_with:
-            raise _blazar_error(self.refuse_with, 409)
+            raise _blazar_error(self.refuse_with, self.refuse_code)
         now = datetime.now(UTC).replace(tzinfo=None)
         start_dt = now if start == "now" else datetime.strptime(start, "%Y-%m-%d %H:%M")
         end_dt = datetime.strptime(end, "%Y-%m-%d %H:%M")

@@ -66,6 +66,17 @@ def test_restricted_credential_refusal_gets_the_unrestricted_hint(fake_chameleon
     assert "Unrestricted" in (info.value.hint or "")
 
 
+def test_bare_500_names_the_unrestricted_box_first(fake_chameleon: FakeChameleon) -> None:
+    """A refused trust reaches the client as Blazar's generic 500: the credential is the first suspect."""
+    fake_chameleon.leases.refuse_with = "Internal Server Error"
+    fake_chameleon.leases.refuse_code = 500
+    with pytest.raises(ChimlError) as info:
+        LeaseClient(poll_interval_s=0).create(_request())
+    hint = info.value.hint or ""
+    assert "Unrestricted" in hint and "fewer nodes" not in hint
+    assert hint.index("Unrestricted") < 120
+
+
 def test_error_state_without_exception_becomes_an_error(fake_chameleon: FakeChameleon) -> None:
     fake_chameleon.leases.end_in_error = True
     client = LeaseClient(poll_interval_s=0)
