@@ -40,6 +40,7 @@ class FakeLeases:
     deleted: list[str] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
     fip_reservations: dict[str, str] = field(default_factory=dict)  # reservation id -> address
+    nova_flavors: dict[str, Any] = field(default_factory=dict)  # flavor id -> flavor (Nova's public ones)
 
     def create(self, name, start, end, reservations, events, before_end=None):
         if self.refuse_with:
@@ -52,7 +53,14 @@ class FakeLeases:
         for reservation in reservations:
             item = dict(reservation, id=str(uuid.uuid4()), lease_id=lease_id, status="pending",
                         missing_resources=False, resources_changed=False)
-            if reservation["resource_type"] == "virtual:floatingip":
+            if reservation["resource_type"] == "flavor:instance":
+                # Blazar's flavor plugin: the requested flavor is kept only as its JSON in
+                # resource_properties, flavor_id becomes the private reserved flavor (id = reservation id)
+                source = self.nova_flavors[reservation["flavor_id"]]
+                item["resource_properties"] = json.dumps({"id": source.id, "name": source.name, "vcpus": 16,
+                                                          "ram": 65536, "disk": 40, "extra_specs": {}})
+                item["flavor_id"] = item["id"]
+            elif reservation["resource_type"] == "virtual:floatingip":
                 item["required_floatingips"] = []
                 self.fip_reservations[item["id"]] = f"192.5.87.{10 + len(self.fip_reservations)}"
             stored.append(item)
@@ -134,6 +142,7 @@ class FakeChameleon:
         self.leases = FakeLeases()
         self.flavors = {"m1.xlarge": FakeFlavor("f-xlarge", "m1.xlarge"),
                         "g1.h100.pci.1": FakeFlavor("f-h100", "g1.h100.pci.1")}
+        self.leases.nova_flavors = {flavor.id: flavor for flavor in self.flavors.values()}
 
     def install(self, monkeypatch: Any) -> None:
         import chi.lease
@@ -157,8 +166,10 @@ class FakeChameleon:
         return self.flavors[ref]
 
     def _list_flavors(self, reservable=None, gpu=None, reservation_id=None) -> list[FakeFlavor]:
-        # Blazar creates one private flavor per flavor reservation, named after it.
-        return [FakeFlavor(f"reserved-{reservation_id}", f"reservation:{reservation_id}")]
+        # Blazar creates one private flavor per flavor reservation: id = reservation id, named after it.
+        reserved = [r["id"] for lease in self.leases.leases.values() for r in lease["reservations"]
+                    if r["resource_type"] == "flavor:instance"]
+        return [FakeFlavor(rid, f"reservation:{rid}") for rid in reserved if rid == reservation_id]
 
 
 K3S_KUBECONFIG = """apiVersion: v1

@@ -100,9 +100,17 @@ def test_kvm_flavor_reservations_map_to_reserved_flavors(fake_chameleon: FakeCha
     )
     client = LeaseClient(poll_interval_s=0)
     raw = client.wait_active(client.create(request), timeout_s=10)
+    # what Blazar answers once ACTIVE: flavor_id is the reserved flavor, not the requested one
+    flavor_ids = {r["flavor_id"] for r in raw["reservations"] if r["resource_type"] == "flavor:instance"}
+    assert not flavor_ids & {"f-xlarge", "f-h100"}
     info = client.describe(raw, request)
-    assert info.flavors["server"] == f"reserved-{info.reservations['server']}"
-    assert info.flavors["gpu_agents"] == f"reserved-{info.reservations['gpu_agents']}"
+    by_id = {r["id"]: json.loads(r["resource_properties"])["name"] for r in raw["reservations"]
+             if r["resource_type"] == "flavor:instance"}
+    assert by_id[info.reservations["server"]] == "m1.xlarge"
+    assert by_id[info.reservations["gpu_agents"]] == "g1.h100.pci.1"
+    # the reserved flavor's id is the reservation's id
+    assert info.flavors["server"] == info.reservations["server"]
+    assert info.flavors["gpu_agents"] == info.reservations["gpu_agents"]
     assert info.flavors["server"] != info.flavors["gpu_agents"]
 
 

@@ -179,6 +179,20 @@ def _error_reason(lease_json: dict[str, Any]) -> str:
     return "; ".join(parts) or "Blazar gives no further reason"
 
 
+def _requested_flavor(reservation: dict[str, Any]) -> str | None:
+    """The flavor a flavor reservation was made for, by name.
+
+    Blazar's flavor plugin creates a private flavor per reservation (its id is the reservation
+    id) and overwrites the reservation's ``flavor_id`` with it; the requested flavor survives
+    only in ``resource_properties``, as the JSON of Nova's flavor (``id``, ``name``, ...).
+    """
+    try:
+        source = json.loads(reservation.get("resource_properties") or "{}")
+    except (TypeError, ValueError):
+        return None
+    return source.get("name") if isinstance(source, dict) else None
+
+
 class LeaseClient:
     """The python-chi / Blazar boundary. Every OpenStack call chiml makes for leases is here."""
 
@@ -297,9 +311,7 @@ class LeaseClient:
         flavors = [r for r in raw.get("reservations") or [] if r.get("resource_type") == "flavor:instance"]
         for spec in request.reservations:
             if spec.kind == "flavor":
-                # Blazar keeps the requested flavor's id on the reservation: resolve our name to it.
-                flavor_id = self._flavor_id(spec.value)
-                match = [r for r in flavors if r.get("flavor_id") == flavor_id]
+                match = [r for r in flavors if _requested_flavor(r) == spec.value]
             else:
                 needle = json.dumps(["==", f"${spec.kind}", spec.value])
                 match = [r for r in hosts if needle in str(r.get("resource_properties", ""))]
@@ -325,15 +337,6 @@ class LeaseClient:
             raise ChimlError(f"lease {info.name} is ACTIVE but holds no floating IP")
         info.floating_ip = addresses[0]
         return info
-
-    @staticmethod
-    def _flavor_id(name: str) -> str:
-        from chi import server
-
-        try:
-            return str(server.get_flavor(name).id)
-        except Exception as err:
-            raise ChimlError(f"flavor {name!r} not found at this site: {err}") from None
 
     def status(self, lease_id: str) -> tuple[str, str | None] | None:
         """(status, end ISO) or None when Blazar no longer knows the lease."""
