@@ -12,7 +12,11 @@ this machine (`terraform_data` resources need no provider download):
   with no state prints ``{}``; state lives in ``terraform.tfstate`` of the working directory.
 
 Behaviour is steered by a JSON control file named by FAKE_TF_CONTROL:
-``{"fail": {"apply": "message", "destroy": "message", "init": "message"}, "partial_apply": true}``.
+``{"fail": {"apply": "message", "destroy": "message", "init": "message"}, "partial_apply": true,
+"instances_gone": true, "lease_ended": true}``. ``lease_ended`` is what Blazar leaves at the end
+of a lease: the reserved floating IP is deleted, so destroying its association fails (404) until
+it is removed from the state with ``state list`` / ``state rm`` (which keep a backup, like the real
+ones).
 Every invocation is appended to ``calls.jsonl`` beside the control file.
 """
 
@@ -33,6 +37,8 @@ FLAGS = {
     "apply": {"-auto-approve", "-input", "-json", "-var-file", "-no-color"},
     "destroy": {"-auto-approve", "-input", "-json", "-var-file", "-no-color", "-refresh"},
     "output": {"-json", "-no-color"},
+    "state list": {"-state", "-id"},
+    "state rm": {"-dry-run", "-backup", "-lock", "-lock-timeout", "-state", "-ignore-remote-version"},
 }
 PLACEHOLDER = "<from the lease>"
 
@@ -71,6 +77,12 @@ def declared_variables(cwd: Path) -> dict[str, bool]:
     return result
 
 
+def declared_outputs(cwd: Path) -> list[str]:
+    """Output names of the root configuration, read from its outputs.tf."""
+    text = (cwd / "outputs.tf").read_text(encoding="utf-8") if (cwd / "outputs.tf").is_file() else ""
+    return re.findall(r'^output "([^"]+)" \{', text, flags=re.M)
+
+
 def resource(addr: str, rtype: str, attrs: dict) -> dict:
     module = ""
     if addr.startswith("module."):
@@ -91,13 +103,22 @@ def main() -> int:
         print("Usage: terraform [global options] <subcommand> [args]")
         return 127
     command, rest = args[0], args[1:]
+    if command == "state" and rest and f"state {rest[0]}" in FLAGS:
+        command, rest = f"state {rest[0]}", rest[1:]
     if command not in FLAGS:
         sys.stderr.write(f'Terraform has no command named "{command}".\n')
         return 1
     options: dict[str, str] = {}
+    positional: list[str] = []
     for arg in rest:
+        if not arg.startswith("-"):
+            positional.append(arg)
+            continue
         name, _, value = arg.partition("=")
         if name not in FLAGS[command]:
+            if command.startswith("state "):  # state subcommands word their flag errors differently
+                sys.stderr.write(f"\x1b[31mError parsing command-line flags: flag provided but not defined: {name}\n")
+                return 1
             return flag_error(command, name)
         options[name] = value
     fail = control.get("fail", {})
@@ -125,6 +146,33 @@ def main() -> int:
     if command == "output":
         outputs = state.get("outputs") or {}
         print(json.dumps(outputs, indent=2))
+        return 0
+    if command.startswith("state "):
+        if not state_path.is_file():
+            sys.stderr.write("\x1b[31mNo state file was found!\n\nState management commands require a state file. "
+                             "Run this command\nin a directory where Terraform has been run or use the -state flag\n"
+                             "to point the command to a specific state location.\x1b[0m\x1b[0m\n")
+            return 1
+        if command == "state list":
+            for res in state["resources"]:
+                print(res["addr"])
+            return 0
+        addresses = {res["addr"] for res in state["resources"]}
+        unknown = [a for a in positional if a not in addresses]
+        if unknown or not positional:
+            sys.stderr.write("\x1b[31m\x1b[31m╷\x1b[0m\x1b[0m\n\x1b[31m│\x1b[0m \x1b[0m\x1b[1m\x1b[31mError: \x1b[0m"
+                             "\x1b[0m\x1b[1mInvalid target address\x1b[0m\n\x1b[31m│\x1b[0m \x1b[0m\n\x1b[31m│\x1b[0m "
+                             "\x1b[0m\x1b[0mNo matching objects found. To view the available instances, use "
+                             '"terraform\n\x1b[31m│\x1b[0m \x1b[0mstate list". Please modify the address to '
+                             "reference a specific instance.\n\x1b[31m╵\x1b[0m\x1b[0m\n")
+            return 1
+        backup = cwd / f"terraform.tfstate.{int(datetime.now(UTC).timestamp())}.backup"
+        backup.write_text(json.dumps(state))
+        state["resources"] = [res for res in state["resources"] if res["addr"] not in positional]
+        state_path.write_text(json.dumps(state))
+        for address in positional:
+            print(f"Removed {address}")
+        print(f"Successfully removed {len(positional)} resource instance(s).")
         return 0
 
     emit("info", "Terraform 1.11.4", "version", terraform="1.11.4", ui="1.2")
@@ -161,7 +209,33 @@ def main() -> int:
             diagnostic("Error deleting openstack_compute_instance_v2", fail["destroy"])
             return 1
         count = len(state["resources"])
+        if options.get("-refresh") != "false":
+            for res in state["resources"]:
+                emit("info", f"{res['addr']}: Refreshing state...", "refresh_start",
+                     hook={"resource": {"addr": res["addr"]}})
+                emit("info", f"{res['addr']}: Refresh complete", "refresh_complete",
+                     hook={"resource": {"addr": res["addr"]}})
         for res in reversed(state["resources"]):
+            emit("info", f"{res['addr']}: Plan to delete", "planned_change",
+                 change={"resource": {"addr": res["addr"]}, "action": "delete"})
+        emit("info", f"Plan: 0 to add, 0 to change, {count} to destroy.", "change_summary",
+             changes={"add": 0, "change": 0, "import": 0, "remove": count, "operation": "plan"})
+        if state.get("outputs"):
+            emit("info", f"Outputs: {len(state['outputs'])}", "outputs",
+                 outputs={name: {"sensitive": False, "action": "delete"} for name in state["outputs"]})
+        for res in reversed(list(state["resources"])):
+            if control.get("lease_ended") and res["type"] == "openstack_networking_floatingip_associate_v2":
+                # Blazar deleted the reserved floating IP with the lease; provider 3.3.2's delete
+                # (a port_id update) does not treat the 404 as done. What was destroyed is gone.
+                emit("error", f"{res['addr']}: Destruction errored after 1s", "apply_errored",
+                     hook={"resource": {"addr": res["addr"]}, "action": "delete"})
+                attrs = res["instances"][0]["attributes"]
+                diagnostic("Error disassociating openstack_networking_floatingip_associate_v2 floating_ip "
+                           f"{attrs['id']} with port {attrs.get('port_id', '')}: Resource not found",
+                           f"with {res['addr']}")
+                state_path.write_text(json.dumps(state))
+                return 1
+            state["resources"].remove(res)
             emit("info", f"{res['addr']}: Destroying...", "apply_start",
                  hook={"resource": {"addr": res["addr"]}, "action": "delete"})
             emit("info", f"{res['addr']}: Destruction complete after 1s", "apply_complete",
@@ -170,7 +244,7 @@ def main() -> int:
         state["outputs"] = {}
         state_path.write_text(json.dumps(state))
         emit("info", f"Destroy complete! Resources: {count} destroyed.", "change_summary",
-             changes={"add": 0, "change": 0, "remove": count, "operation": "destroy"})
+             changes={"add": 0, "change": 0, "import": 0, "remove": count, "operation": "destroy"})
         return 0
 
     # plan / apply: the resources the bare-metal/KVM root configurations create
@@ -194,7 +268,11 @@ def main() -> int:
         emit("info", f"{addr}: Plan to create", "planned_change",
              change={"resource": {"addr": addr}, "action": "create"})
     emit("info", f"Plan: {len(to_add)} to add, 0 to change, 0 to destroy.", "change_summary",
-         changes={"add": len(to_add), "change": 0, "remove": 0, "operation": "plan"})
+         changes={"add": len(to_add), "change": 0, "import": 0, "remove": 0, "operation": "plan"})
+    if to_add:  # planned outputs: no values yet, like the real stream
+        names = declared_outputs(cwd)
+        emit("info", f"Outputs: {len(names)}", "outputs",
+             outputs={name: {"sensitive": False, "action": "create"} for name in names})
     if command == "plan":
         return 0
     for index, (addr, rtype, attrs) in enumerate(to_add):
@@ -224,9 +302,10 @@ def main() -> int:
     }
     state_path.write_text(json.dumps(state))
     emit("info", f"Apply complete! Resources: {len(to_add)} added, 0 changed, 0 destroyed.", "change_summary",
-         changes={"add": len(to_add), "change": 0, "remove": 0, "operation": "apply"})
-    emit("info", "Outputs: 4", "outputs", outputs={k: {"sensitive": False, "value": v["value"]}
-                                                    for k, v in state["outputs"].items()})
+         changes={"add": len(to_add), "change": 0, "import": 0, "remove": 0, "operation": "apply"})
+    emit("info", f"Outputs: {len(state['outputs'])}", "outputs",
+         outputs={k: {"sensitive": v["sensitive"], "type": v["type"], "value": v["value"]}
+                  for k, v in state["outputs"].items()})
     return 0
 
 

@@ -119,6 +119,15 @@ class FakeLeases:
         self.leases[lease_id]["end_date"] = new_end.strftime(BLAZAR_DATE)
         return json.loads(json.dumps(self.leases[lease_id]))
 
+    def end(self, lease_id: str) -> None:
+        """The lease ran out: Blazar deletes its instances and its reserved floating IPs."""
+        lease = self.leases[lease_id]
+        lease["status"] = "TERMINATED"
+        lease["events"][1]["status"] = "DONE"
+        for reservation in lease["reservations"]:
+            reservation["status"] = "deleted"
+            self.fip_reservations.pop(reservation["id"], None)
+
     def live(self) -> list[dict[str, Any]]:
         """Leases still holding resources (what must be empty after every failure)."""
         return [lease for lease in self.leases.values() if lease["status"] not in ("TERMINATED", "DELETED")]

@@ -281,15 +281,30 @@ def test_down_keeps_the_lease_when_destroy_fails(env) -> None:
     env.assert_nothing_left(deployment)
 
 
-def test_down_after_the_lease_ended_destroys_without_refresh(env) -> None:
+def test_down_after_the_lease_ended_forgets_the_floating_ip_then_destroys(env) -> None:
     env.deployment().up(progress=lambda m: None)
-    lease = next(iter(env.chameleon.leases.leases.values()))
-    lease["status"] = "TERMINATED"  # the lease ran out: Blazar deleted the instances
-    env.terraform.set(instances_gone=True)
+    # the lease ran out: Blazar deleted the instances and the reserved floating IP
+    env.chameleon.leases.end(next(iter(env.chameleon.leases.leases)))
+    env.terraform.set(instances_gone=True, lease_ended=True)
     deployment = env.deployment()
     deployment.down(yes=True, progress=lambda m: None)
-    assert "-refresh=false" in env.terraform.calls()[-1]
+    calls = env.terraform.calls()
+    forgotten = [c for c in calls if c[:2] == ["state", "rm"]]
+    assert forgotten == [["state", "rm", "module.server.openstack_networking_floatingip_associate_v2.server"]]
+    assert calls.index(forgotten[0]) < calls.index(calls[-1]) and calls[-1][0] == "destroy"
+    assert "-refresh=false" in calls[-1]
     assert env.tf_resources(deployment) == [] and not deployment.dir.exists()
+
+
+def test_fake_terraform_cannot_destroy_the_association_once_blazar_deleted_the_ip(env) -> None:
+    """The failure `down` avoids: destroy alone stops on the association's 404 and keeps the rest."""
+    deployment = env.deployment()
+    deployment.up(progress=lambda m: None)
+    env.terraform.set(lease_ended=True)
+    with pytest.raises(ChimlError, match=r"Error disassociating .*Resource not found"):
+        deployment._terraform().destroy(deployment.tfvars_path, refresh=False)
+    left = {res["type"] for res in env.tf_resources(deployment)}
+    assert "openstack_networking_floatingip_associate_v2" in left
 
 
 def test_fake_terraform_rejects_force_like_the_real_one(env, tmp_path: Path) -> None:

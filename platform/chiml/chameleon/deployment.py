@@ -335,6 +335,10 @@ class ChameleonDeployment:
             lease_alive = found is not None and found[0] == "ACTIVE"
             say("terraform destroy" + ("" if lease_alive else " (lease over: instances already gone, no refresh)"))
             try:
+                if not lease_alive:
+                    # Blazar deleted the reserved floating IP with the lease, and the provider's
+                    # delete of the association fails on the 404: forget what went with the lease.
+                    tf.forget([a for a in tf.state_list() if _lease_bound(a)], progress=say)
                 tf.destroy(self.tfvars_path, progress=say, refresh=lease_alive)
             except ChimlError as err:
                 raise ChimlError(
@@ -349,6 +353,18 @@ class ChameleonDeployment:
         shutil.rmtree(self.dir, ignore_errors=True)
         say("everything on Chameleon is released")
         return True
+
+
+# Resource types whose object Blazar deletes itself at the end of the lease, and whose delete in
+# terraform-provider-openstack 3.3.2 does not tolerate it being gone already (instances and
+# ports do: their deletes treat a 404 as done).
+LEASE_BOUND_TYPES = ("openstack_networking_floatingip_associate_v2",)
+
+
+def _lease_bound(address: str) -> bool:
+    """Whether a state address (e.g. ``module.server.openstack_..._associate_v2.server``) is lease-bound."""
+    parts = address.split(".")
+    return any(kind in parts for kind in LEASE_BOUND_TYPES)
 
 
 def format_plan(plan: dict[str, Any]) -> str:

@@ -160,6 +160,24 @@ class Terraform:
             args.append("-refresh=false")
         return self._check("destroy", self._run(args, progress))
 
+    def state_list(self) -> list[str]:
+        """Addresses of every resource instance in the state (`terraform state list`)."""
+        if not self.has_resources():
+            return []  # the real command fails without a state file
+        result = self._check("state list", self._run(["state", "list"], stream_json=False))
+        return [line.strip() for line in result.plain.splitlines() if line.strip()]
+
+    def forget(self, addresses: list[str], progress: Progress | None = None) -> None:
+        """Drop resources from the state without touching them (`terraform state rm`).
+
+        For what Blazar removes by itself when a lease ends: destroying it afterwards fails.
+        """
+        if not addresses:
+            return
+        if progress:
+            progress(f"terraform state rm {' '.join(addresses)} (removed by Blazar with the lease)")
+        self._check("state rm", self._run(["state", "rm", *addresses], stream_json=False))
+
     def output(self) -> dict[str, Any]:
         result = self._check("output", self._run(["output", "-json"], stream_json=False))
         try:
