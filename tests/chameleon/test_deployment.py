@@ -8,6 +8,7 @@ reserved: no live lease in the fake Blazar and no resource in the (fake) Terrafo
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -328,12 +329,21 @@ def test_up_refuses_without_keypair_or_credentials(env, monkeypatch: pytest.Monk
 def test_profile_status_and_smoke_args(env) -> None:
     deployment = env.deployment()
     deployment.up(progress=lambda m: None)
+    probed: list[tuple[str, int]] = []
+
+    def refused(host: str, port: int) -> None:  # the floating IP, probed without leaving this machine
+        probed.append((host, port))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    deployment.deps.tcp_connect = refused
     profile = get_profile(deployment.loaded)
     profile.deployment = deployment
     statuses = {s.name: s for s in profile.status()}
     assert statuses["lease"].healthy and "ACTIVE" in statuses["lease"].detail
-    # 192.5.87.10 is not reachable from here: reported, not raised
+    # an unreachable API is reported, not raised
     assert statuses["k3s"].url == "https://192.5.87.10:6443"
+    assert probed == [("192.5.87.10", 6443)]
+    assert not statuses["k3s"].healthy and "API unreachable (ConnectionRefusedError)" in statuses["k3s"].detail
     args, smoke_env = profile.smoke_args()
     assert args[0].endswith("smoke_tests/nodes")
     assert "--hosts=ssh://chiml-server,ssh://chiml-gpu-0" in args
@@ -342,6 +352,13 @@ def test_profile_status_and_smoke_args(env) -> None:
         profile.tracking_uri()
     # once the Helm layer recorded its install, status also asks the cluster; unreachable here,
     # which is reported as an unhealthy entry, never raised
+    # (the kubeconfig is pointed at a closed loopback port: no test connects off this machine)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    kubeconfig = yaml.safe_load(deployment.kubeconfig_path.read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{closed_port}"
+    deployment.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig))
     StateStore(deployment.loaded.home).set("kubernetes", {"namespace": "chiml", "kubeconfig": str(
         deployment.kubeconfig_path), "releases": {}})
     names = [s.name for s in profile.status()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ STATE_KEY = "chameleon"
 console = Console(stderr=True)
 
 
+def tcp_connect(host: str, port: int, timeout_s: float = 3.0) -> None:
+    """Open and close a TCP connection; raises OSError when nothing answers."""
+    with socket.create_connection((host, port), timeout=timeout_s):
+        pass
+
+
 @dataclass
 class Dependencies:
     """The outer boundaries, injectable so tests can stand fakes in for Chameleon and the nodes."""
@@ -47,6 +54,7 @@ class Dependencies:
     environ: dict[str, str] | None = None  # None: os.environ
     confirm: Callable[[str], bool] | None = None  # None: ask on the terminal
     k3s_poll_s: float = 20.0
+    tcp_connect: Callable[[str, int], None] = tcp_connect  # `status`'s reachability probe of the API
 
 
 class ChameleonDeployment:
