@@ -11,12 +11,12 @@ variable "region" {
 
 variable "deployment" {
   type        = string
-  description = "Deployment name: prefix of every instance, the security group and the private network."
+  description = "Unique deployment name (chiml derives it from the configured name and the user): prefix of every instance, the security group, the port and the private network."
   default     = "chiml"
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,39}$", var.deployment))
-    error_message = "deployment must be lower-case letters, digits and dashes, at most 40 characters."
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,46}$", var.deployment))
+    error_message = "deployment must be lower-case letters, digits and dashes, at most 47 characters (chiml appends a per-user suffix to the configured name)."
   }
 }
 

@@ -130,7 +130,4 @@ def write_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
 
 @pytest.fixture
 def fake_nodes() -> FakeNodes:
-    nodes = FakeNodes()
-    nodes.expected = ["chiml-server", "chiml-gpu-0"]
-    nodes.names = {None: "chiml-server", "10.140.81.30": "chiml-gpu-0"}
-    return nodes
+    return FakeNodes()

@@ -83,6 +83,88 @@ def declared_outputs(cwd: Path) -> list[str]:
     return re.findall(r'^output "([^"]+)" \{', text, flags=re.M)
 
 
+class Outputs:
+    """The root configuration's outputs, evaluated from the repository's own outputs.tf files.
+
+    A small evaluator of the expressions those files use (module outputs, resource attributes,
+    ``concat``, ``for`` over a counted resource, string templates, ``var.`` of a module call) over
+    the resources the fake created. Whatever else appears fails loudly, so the fake follows the
+    source instead of a copy of it: rename an output or a key there, and the fake's outputs change.
+    """
+
+    def __init__(self, cwd: Path, resources: list[dict]) -> None:
+        import hcl2
+
+        self.hcl2 = hcl2
+        self.cwd = cwd
+        self.attrs = {res["addr"]: res["instances"][0]["attributes"] for res in resources}
+        main = (cwd / "main.tf").read_text(encoding="utf-8")
+        self.modules: dict[str, tuple[Path, str]] = {}
+        for match in re.finditer(r'^module "([^"]+)" \{\n(.*?)\n\}', main, flags=re.S | re.M):
+            source = re.search(r'source\s*=\s*"([^"]+)"', match.group(2))
+            assert source, match.group(1)
+            self.modules[match.group(1)] = ((cwd / source.group(1)).resolve(), match.group(2))
+
+    def _outputs_of(self, directory: Path) -> dict[str, object]:
+        with (directory / "outputs.tf").open(encoding="utf-8") as handle:
+            blocks = self.hcl2.load(handle).get("output", [])
+        return {name.strip('"'): body["value"] for block in blocks for name, body in block.items()}
+
+    def all(self) -> dict[str, object]:
+        return {name: self.evaluate(expr, "") for name, expr in self._outputs_of(self.cwd).items()}
+
+    def evaluate(self, expr: object, module: str) -> object:
+        if isinstance(expr, dict):
+            return {k.strip('"'): self.evaluate(v, module) for k, v in expr.items() if not k.startswith("__")}
+        if not isinstance(expr, str):
+            return expr
+        whole = re.fullmatch(r"\$\{(.*)\}", expr, flags=re.S)
+        if whole and "${" not in whole.group(1):
+            return self.resolve(whole.group(1), module)
+        text = expr[1:-1] if expr.startswith('"') and expr.endswith('"') else expr
+        return re.sub(r"\$\{([^}]*)\}", lambda m: str(self.resolve(m.group(1), module)), text)
+
+    def resolve(self, ref: str, module: str) -> object:
+        ref = ref.strip()
+        prefix = f"module.{module}." if module else ""
+        if ref.startswith("concat(") and ref.endswith(")"):
+            return [item for part in ref[7:-1].split(",") for item in self.resolve(part, module)]
+        loop = re.fullmatch(r"\[for (\w+) in ([\w.]+) : \{(.*)\}\]", ref, flags=re.S)
+        if loop:
+            name, source, body = loop.groups()
+            fields = dict(re.findall(r"(\w+)\s*=\s*([\w.\[\]]+)", body))
+            instances = sorted((a for a in self.attrs if a.startswith(f"{prefix}{source}[")),
+                               key=lambda a: int(a.rsplit("[", 1)[1].rstrip("]")))
+            return [{key: (self.attrs[addr][value.split(".", 1)[1]] if value.startswith(f"{name}.")
+                           else self.resolve(value, module)) for key, value in fields.items()}
+                    for addr in instances]
+        parts = ref.split(".")
+        if parts[0] == "module" and len(parts) == 3:
+            directory = self.modules[parts[1]][0]
+            return self.evaluate(self._outputs_of(directory)[parts[2]], parts[1])
+        if parts[0] == "var" and len(parts) == 2 and module:
+            found = re.search(rf"^\s*{parts[1]}\s*=\s*(true|false)\s*$", self.modules[module][1], flags=re.M)
+            if found is None:  # the module's default
+                with (self.modules[module][0] / "variables.tf").open(encoding="utf-8") as handle:
+                    blocks = self.hcl2.load(handle)["variable"]
+                bodies = {n.strip('"'): body for block in blocks for n, body in block.items()}
+                return bodies[parts[1]]["default"]
+            return found.group(1) == "true"
+        indexed = re.fullmatch(r"(\w+)\.(\w+)\.(\w+)(?:\[(\d+)\])?", ref)
+        if indexed and f"{prefix}{indexed.group(1)}.{indexed.group(2)}" in self.attrs:
+            value = self.attrs[f"{prefix}{indexed.group(1)}.{indexed.group(2)}"][indexed.group(3)]
+            return value[int(indexed.group(4))] if indexed.group(4) is not None else value
+        raise SystemExit(f"fake terraform cannot evaluate {ref!r} (module {module or 'root'}): teach the fake")
+
+
+def output_type(value: object) -> object:
+    if isinstance(value, dict):
+        return ["object", {k: output_type(v) for k, v in value.items()}]
+    if isinstance(value, list):
+        return ["tuple", [output_type(v) for v in value]]
+    return "bool" if isinstance(value, bool) else "string"
+
+
 def resource(addr: str, rtype: str, attrs: dict) -> dict:
     module = ""
     if addr.startswith("module."):
@@ -249,8 +331,12 @@ def main() -> int:
 
     # plan / apply: the resources the bare-metal/KVM root configurations create
     deployment = variables.get("deployment", "chiml")
-    wanted = [("module.security_group.openstack_networking_secgroup_v2.this", "openstack_networking_secgroup_v2", {}),
+    tags = ["chiml", f"chiml-deployment={deployment}"]
+    wanted = [("module.security_group.openstack_networking_secgroup_v2.this", "openstack_networking_secgroup_v2",
+               {"name": deployment, "tags": tags}),
               ("random_password.k3s_token", "random_password", {}),
+              ("module.server.openstack_networking_port_v2.server", "openstack_networking_port_v2",
+               {"name": f"{deployment}-server", "all_fixed_ips": ["10.140.81.10"], "tags": tags}),
               ("module.server.openstack_compute_instance_v2.server", "openstack_compute_instance_v2",
                {"name": f"{deployment}-server", "access_ip_v4": "10.140.81.10"}),
               ("module.server.openstack_networking_floatingip_associate_v2.server",
@@ -260,8 +346,7 @@ def main() -> int:
             wanted.append((f"module.{group}_agents.openstack_compute_instance_v2.agent[{i}]",
                            "openstack_compute_instance_v2",
                            {"name": f"{deployment}-{group}-{i}",
-                            "access_ip_v4": f"10.140.81.{20 + i + (10 if group == 'gpu' else 0)}",
-                            "gpu": group == "gpu"}))
+                            "access_ip_v4": f"10.140.81.{20 + i + (10 if group == 'gpu' else 0)}"}))
     existing = {res["addr"] for res in state["resources"]}
     to_add = [w for w in wanted if w[0] not in existing]
     for addr, _, _ in to_add:
@@ -286,20 +371,9 @@ def main() -> int:
         state["resources"].append(resource(addr, rtype, attrs))
         emit("info", f"{addr}: Creation complete after 5s", "apply_complete",
              hook={"resource": {"addr": addr}, "action": "create"})
-    instances = {res["addr"]: res["instances"][0]["attributes"] for res in state["resources"]}
-    server = instances["module.server.openstack_compute_instance_v2.server"]
-    agents = [
-        {"name": attrs["name"], "private_ip": attrs["access_ip_v4"], "gpu": attrs["gpu"]}
-        for addr, attrs in instances.items() if "_agents." in addr
-    ]
-    fip = variables.get("floating_ip_address")
-    state["outputs"] = {
-        "server": {"sensitive": False, "type": "object",
-                   "value": {"name": server["name"], "private_ip": server["access_ip_v4"], "floating_ip": fip}},
-        "agents": {"sensitive": False, "type": "list", "value": agents},
-        "api_url": {"sensitive": False, "type": "string", "value": f"https://{fip}:6443"},
-        "ssh_user": {"sensitive": False, "type": "string", "value": "cc"},
-    }
+    values = Outputs(cwd, state["resources"]).all()
+    state["outputs"] = {name: {"sensitive": False, "type": output_type(value), "value": value}
+                        for name, value in values.items()}
     state_path.write_text(json.dumps(state))
     emit("info", f"Apply complete! Resources: {len(to_add)} added, 0 changed, 0 destroyed.", "change_summary",
          changes={"add": len(to_add), "change": 0, "import": 0, "remove": 0, "operation": "apply"})

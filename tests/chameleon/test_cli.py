@@ -34,7 +34,7 @@ def test_dry_run_prints_a_complete_plan_and_touches_nothing(tmp_path: Path, fake
     tfvars = json.loads(out[tfvars_at + 43: out.index("\n}\n", tfvars_at) + 2])
     assert tfvars["server_reservation_id"] == "<from the lease>" and tfvars["gpu_agent_count"] == 1
     assert "OS_AUTH_URL is not set" in out and "chameleon.key_name is not set" in out
-    assert "k3s v1.33.2+k3s1: wait up to 2400 s for nodes chiml-server, chiml-gpu-0" in out
+    assert "k3s v1.33.2+k3s1: wait up to 2400 s for nodes chiml-<user>-server, chiml-<user>-gpu-0" in out
     assert not (tmp_path / ".chiml").exists()
     assert fake_terraform.calls() == []
 

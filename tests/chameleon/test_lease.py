@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -143,3 +144,22 @@ def test_expiry_warning_only_within_48_hours() -> None:
     later = LeaseInfo(id="x", name="chiml", status="ACTIVE", end=(now + timedelta(hours=60)).isoformat())
     assert "30.0 h" in (soon.expiry_warning(now) or "")
     assert later.expiry_warning(now) is None
+
+
+def test_find_by_name_never_returns_a_teammates_lease(fake_chameleon: FakeChameleon) -> None:
+    client = LeaseClient(poll_interval_s=0)
+    request = _request()
+    mine = client.create(request)
+    me = fake_chameleon.session.user_id
+    assert client.whoami() == me
+    assert client.find_by_name(request.name, me)["id"] == mine
+    assert client.find_by_name(request.name, "someone-else") is None
+
+
+def test_unique_names_differ_per_user_and_stay_valid() -> None:
+    from chiml.chameleon.lease import unique_name
+
+    a, b = unique_name("chiml", "user-a"), unique_name("chiml", "user-b")
+    assert a != b and a.startswith("chiml-") and a == unique_name("chiml", "user-a")
+    longest = unique_name("x" * 40, "user-a")
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,46}", longest)  # terraform's deployment validation

@@ -165,3 +165,61 @@ def test_prepare_copies_configuration_but_never_hand_run_state(tmp_path: Path) -
     Terraform.prepare(source, "baremetal", tmp_path / "work")
     assert (work / "terraform.tfstate").read_text() == '{"resources": [1]}'
     assert (work / "main.tf").read_text() == "# root v2\n"
+
+
+def _blocks(directory: Path, kind: str) -> dict[str, Any]:
+    """``resource``/``data`` blocks of a directory as {"type.name": body}."""
+    found = {}
+    for block in load(directory).get(kind, []):
+        for rtype, named in block.items():
+            for name, body in named.items():
+                found[f"{unq(rtype)}.{unq(name)}"] = body
+    return found
+
+
+def test_agents_are_created_in_parallel_with_the_server() -> None:
+    """The server's address comes from a port made before the instance, so agents wait for the port only."""
+    server = TERRAFORM / "modules" / "k3s-server"
+    resources = _blocks(server, "resource")
+    instance = resources["openstack_compute_instance_v2.server"]
+    assert [n["port"] for n in instance["network"]] == ["${openstack_networking_port_v2.server.id}"]
+    assert "security_groups" not in instance, "security groups belong on the port"
+    port = resources["openstack_networking_port_v2.server"]
+    assert port["security_group_ids"] == "${var.security_group_ids}" and port["tags"] == "${var.tags}"
+    assert resources["openstack_networking_floatingip_associate_v2.server"]["port_id"] == (
+        "${openstack_networking_port_v2.server.id}")
+    assert "openstack_networking_port_v2.server" not in _blocks(server, "data"), "no port lookup by instance"
+    outputs = {unq(n): b for block in load(server)["output"] for n, b in block.items()}
+    assert outputs["private_ip"]["value"] == "${openstack_networking_port_v2.server.all_fixed_ips[0]}"
+    for root in ROOTS:
+        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
+        for name in ("cpu_agents", "gpu_agents"):
+            body = modules[name]
+            assert unq(body["server_url"]) == "https://${module.server.private_ip}:6443", (root.name, name)
+            assert "depends_on" not in body, f"{root.name}: {name} must not wait for the whole server module"
+            referenced = re.findall(r"module\.server\.(\w+)", json.dumps(body))
+            assert set(referenced) == {"private_ip"}, (root.name, name, referenced)
+
+
+def test_chiml_marks_what_it_creates() -> None:
+    """Neutron resources carry chiml's tags, instances its deployment in their metadata."""
+    for root in ROOTS:
+        (local_block,) = [b for b in load(root)["locals"] if "tags" in b]
+        assert [unq(tag) for tag in local_block["tags"]] == ["chiml", "chiml-deployment=${var.deployment}"]
+        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
+        for name in ("security_group", "server", "network"):
+            assert modules[name]["tags"] == "${local.tags}", (root.name, name)
+        for name in ("server", "cpu_agents", "gpu_agents"):
+            assert modules[name]["deployment"] == "${var.deployment}", (root.name, name)
+    tagged = {"security-group": ["openstack_networking_secgroup_v2.this"],
+              "network": ["openstack_networking_network_v2.this", "openstack_networking_subnet_v2.this",
+                          "openstack_networking_router_v2.this"],
+              "k3s-server": ["openstack_networking_port_v2.server"]}
+    for module, addresses in tagged.items():
+        resources = _blocks(TERRAFORM / "modules" / module, "resource")
+        for address in addresses:
+            assert resources[address]["tags"] == "${var.tags}", address
+    for module, address in (("k3s-server", "openstack_compute_instance_v2.server"),
+                            ("k3s-agents", "openstack_compute_instance_v2.agent")):
+        metadata = _blocks(TERRAFORM / "modules" / module, "resource")[address]["metadata"]
+        assert {unq(k): v for k, v in metadata.items()}["chiml-deployment"] == "${var.deployment}", address

@@ -15,6 +15,7 @@ back to reservations by what they select, which must therefore be unique per res
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -58,7 +59,8 @@ class LeaseRequest:
     floating_ips: int = 1
 
     @classmethod
-    def from_config(cls, cfg: ChameleonConfig) -> LeaseRequest:
+    def from_config(cls, cfg: ChameleonConfig, name: str | None = None) -> LeaseRequest:
+        """The request for ``cfg``; ``name`` is the deployment's unique name (see :func:`unique_name`)."""
         merged: dict[tuple[str, str], list[Any]] = {}
         for group in GROUPS:
             node_group = getattr(cfg, group)
@@ -74,7 +76,7 @@ class LeaseRequest:
         for spec in specs:
             if spec.kind == "node_name" and spec.amount != 1:
                 raise ChimlError(f"host {spec.value} is named by more than one node group: each needs its own host")
-        return cls(name=cfg.deployment, site=cfg.site, hours=cfg.lease_hours, reservations=specs)
+        return cls(name=name or cfg.deployment, site=cfg.site, hours=cfg.lease_hours, reservations=specs)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +129,17 @@ class LeaseInfo:
             f"lease {self.name} ends in {hours:.1f} h ({self.end}); its instances are deleted then: "
             "`chiml lease extend --hours N` (possible within 48 h of the end, if the hosts are free)"
         )
+
+
+def unique_name(deployment: str, user_id: str) -> str:
+    """The name of a deployment's lease and resources: the configured name plus a per-user suffix.
+
+    Members of one project see each other's leases, security groups and instances, and two of
+    them keeping the default ``deployment`` would collide (Nova refuses duplicate security group
+    names with a 409, and a lease found by name could be a teammate's). Blazar leases cannot be
+    tagged, so the name is the marker, checked together with the lease's ``user_id``.
+    """
+    return f"{deployment}-{hashlib.sha256(user_id.encode()).hexdigest()[:6]}"
 
 
 def _parse_blazar_date(value: str) -> datetime:
@@ -225,14 +238,29 @@ class LeaseClient:
         message = str(err).strip() or err.__class__.__name__
         return ChimlError(f"Blazar failed {doing}: {message}", hint=explain_auth_failure(message))
 
-    def find_by_name(self, name: str) -> dict[str, Any] | None:
-        """A live (not TERMINATED/DELETED) lease with this name, e.g. left by an interrupted `up`."""
+    def whoami(self) -> str:
+        """The Keystone user id the credentials authenticate as (one token request)."""
+        import chi.context
+
+        try:
+            user_id = chi.context.session().get_user_id()
+        except Exception as err:
+            raise ChimlError(f"cannot authenticate to Keystone: {err}",
+                             hint=explain_auth_failure(str(err))) from None
+        if not user_id:
+            raise ChimlError("Keystone returned no user id for these credentials")
+        return str(user_id)
+
+    def find_by_name(self, name: str, user_id: str) -> dict[str, Any] | None:
+        """A live (not TERMINATED/DELETED) lease of ``user_id`` with this name, e.g. left by an
+        interrupted `up`. Leases of other project members are never returned, whatever their name."""
         try:
             leases = self._blazar().lease.list()
         except Exception as err:
             raise self._wrap(err, "listing leases") from None
         gone = ("TERMINATED", "DELETED")
-        live = [lease for lease in leases if lease.get("name") == name and lease.get("status") not in gone]
+        live = [lease for lease in leases if lease.get("name") == name and lease.get("status") not in gone
+                and lease.get("user_id") == user_id]
         if len(live) > 1:
             ids = ", ".join(lease["id"] for lease in live)
             raise ChimlError(f"several live leases are named {name}: {ids}", hint="delete the extra ones in the GUI")

@@ -31,8 +31,13 @@ def root_config_name(cfg: ChameleonConfig) -> str:
     return "kvm" if cfg.is_kvm else "baremetal"
 
 
-def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None) -> dict[str, Any]:
-    """The variables for ``terraform/<root>``; without a lease (dry run) its values are placeholders."""
+def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None, name: str | None = None
+                 ) -> dict[str, Any]:
+    """The variables for ``terraform/<root>``; without a lease (dry run) its values are placeholders.
+
+    ``name`` is the deployment's unique name (configured name + per-user suffix), which prefixes
+    every resource Terraform creates.
+    """
     def from_lease(mapping: dict[str, str] | None, group: str) -> str | None:
         if getattr(cfg, group).count == 0:
             return None
@@ -44,7 +49,7 @@ def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None)
     flavors = lease.flavors if lease else None
     values: dict[str, Any] = {
         "region": cfg.site,
-        "deployment": cfg.deployment,
+        "deployment": name or cfg.deployment,
         "key_name": cfg.key_name,
         "admin_cidr": admin_cidr,
         "network_name": cfg.network,
