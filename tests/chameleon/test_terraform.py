@@ -223,3 +223,16 @@ def test_chiml_marks_what_it_creates() -> None:
                             ("k3s-agents", "openstack_compute_instance_v2.agent")):
         metadata = _blocks(TERRAFORM / "modules" / module, "resource")[address]["metadata"]
         assert {unq(k): v for k, v in metadata.items()}["chiml-deployment"] == "${var.deployment}", address
+
+
+def test_registry_mirror_reaches_every_node() -> None:
+    """chameleon.registry_mirror -> tfvars -> both roots -> server and every agent group (registries.yaml)."""
+    cfg = parse_config({"chameleon": {"key_name": "k", "registry_mirror": "https://mirror.example.org"}}).chameleon
+    assert build_tfvars(cfg, "198.51.100.7/32", _lease(False))["registry_mirror"] == "https://mirror.example.org"
+    for root in ROOTS:
+        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
+        for name in ("server", "cpu_agents", "gpu_agents"):
+            assert modules[name]["registry_mirror"] == "${var.registry_mirror}", (root.name, name)
+    for module in ("k3s-server", "k3s-agents"):
+        main = (TERRAFORM / "modules" / module / "main.tf").read_text()
+        assert "registry_mirror = var.registry_mirror" in main, module
