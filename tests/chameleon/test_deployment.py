@@ -249,6 +249,23 @@ def test_teammates_with_the_default_name_get_their_own_lease_and_resources(env, 
     assert bob_lease["id"] not in env.chameleon.leases.leases
 
 
+def test_a_deployment_made_with_the_old_per_site_root_keeps_its_working_directory(env) -> None:
+    """Made when terraform/baremetal was a root of its own: the one root is copied into that directory."""
+    first = env.deployment()
+    first.up(progress=lambda m: None)
+    old = first.tf_dir.parent / "baremetal"
+    first.tf_dir.rename(old)
+    with StateStore(first.loaded.home).edit() as doc:
+        doc[STATE_KEY] = {**doc[STATE_KEY], "root": "baremetal"}
+    again = env.deployment()
+    assert again.tf_dir == old
+    again.up(progress=lambda m: None)  # converges in place: nothing new
+    assert env.terraform.calls()[-1][0] == "output" and (old / "main.tf").is_file()
+    assert not (old.parent / "cluster").exists()
+    again.down(yes=True, progress=lambda m: None)
+    env.assert_nothing_left(again)
+
+
 def test_a_home_made_with_other_credentials_is_refused(env) -> None:
     env.deployment().up(progress=lambda m: None)
     env.chameleon.session.user_id = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"

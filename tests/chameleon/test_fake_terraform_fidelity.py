@@ -4,7 +4,7 @@ Two things are compared: every flag the fake accepts is accepted by the real bin
 the machine-readable output chiml reads (`version -json`, the `-json` UI stream of apply and
 destroy, `output -json`, `state list`, `state rm`) has the same shape. The real binary runs on a
 small configuration of `terraform_data` resources (built into Terraform: no provider download, no
-network); the fake runs on the repository's own bare-metal root configuration.
+network); the fake runs on the repository's own root configuration.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str]
     control = tmp_path / "control.json"
     control.write_text("{}")
     monkeypatch.setenv("FAKE_TF_CONTROL", str(control))
-    work = Terraform.prepare(terraform_source_dir(), "baremetal", tmp_path / "fake")
+    work = Terraform.prepare(terraform_source_dir(), "cluster", tmp_path / "fake")
     cmd = [sys.executable, str(HERE / "fake_terraform.py")]
     variables = {"deployment": "chiml", "key_name": "k", "admin_cidr": "198.51.100.7/32",
                  "server_reservation_id": "11111111-1111-4111-8111-111111111111",

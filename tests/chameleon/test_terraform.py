@@ -18,7 +18,7 @@ from chiml.config import parse_config
 
 TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
 MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
-ROOTS = [TERRAFORM / "baremetal", TERRAFORM / "kvm"]
+ROOTS = [TERRAFORM / "cluster"]
 # Removed in terraform-provider-openstack 3.0 (see its upgrade guide).
 REMOVED_RESOURCES = {
     "openstack_compute_floatingip_associate_v2",
@@ -108,26 +108,42 @@ def _lease(kvm: bool) -> LeaseInfo:
 
 
 @pytest.mark.parametrize(
-    ("root", "chameleon"),
-    [(ROOTS[0], {}), (ROOTS[1], {"site": "KVM@TACC", "server": {"flavor": "m1.xlarge"},
-                                 "gpu_agents": {"count": 1, "flavor": "g1.h100.pci.1"}})],
+    "chameleon",
+    [{}, {"site": "KVM@TACC", "server": {"flavor": "m1.xlarge"},
+          "gpu_agents": {"count": 1, "flavor": "g1.h100.pci.1"}}],
     ids=["baremetal", "kvm"],
 )
-def test_generated_tfvars_match_the_root_variables(root: Path, chameleon: dict) -> None:
+def test_generated_tfvars_match_the_root_variables(chameleon: dict) -> None:
     cfg = parse_config({"chameleon": {"key_name": "k", **chameleon}}).chameleon
     values = build_tfvars(cfg, "198.51.100.7/32", _lease(cfg.is_kvm))
-    declared = variables(root)
+    declared = variables(ROOTS[0])
     assert set(values) == set(declared)
     for name, body in declared.items():
         if "default" not in body:
             assert values[name] is not None, f"required variable {name} left null"
+    # exactly one of reservation and reserved flavor per group that has nodes (the modules' precondition)
+    for group, prefix in (("server", "server"), ("gpu_agents", "gpu_agent")):
+        chosen = [values[f"{prefix}_reservation_id"], values[f"{prefix}_flavor_id"]]
+        assert sum(v is not None for v in chosen) == 1, (group, chosen)
+    assert values["server_flavor_id" if cfg.is_kvm else "server_reservation_id"] is not None
+
+
+def test_one_root_for_every_site() -> None:
+    """Bare metal and KVM@TACC differ only in what the lease gives: one root configuration."""
+    assert sorted(p.name for p in TERRAFORM.iterdir() if (p / "main.tf").is_file()) == ["cluster"]
+    region = variables(ROOTS[0])["region"]
+    condition = region["validation"][0]["condition"]
+    assert all(site in condition for site in ("CHI@UC", "CHI@TACC", "KVM@TACC"))
+    for module in ("k3s-server", "k3s-agents"):
+        main = (TERRAFORM / "modules" / module / "main.tf").read_text()
+        assert "(var.reservation_id == null) != (var.flavor_id == null)" in main, module
 
 
 @pytest.mark.parametrize("name", ["baremetal", "kvm"])
 def test_examples_are_complete(name: str) -> None:
     with (TERRAFORM / "examples" / f"{name}.tfvars").open() as handle:
         example = {k: unq(v) for k, v in hcl2.load(handle).items() if not k.startswith("__")}
-    declared = variables(TERRAFORM / name)
+    declared = variables(ROOTS[0])
     assert set(example) <= set(declared)
     assert {k for k, v in declared.items() if "default" not in v} <= set(example)
 

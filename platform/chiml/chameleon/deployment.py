@@ -67,7 +67,11 @@ class ChameleonDeployment:
         self.state = StateStore(loaded.home)
         self.dir = loaded.home / "chameleon"
         self.root = root_config_name(self.cfg)
-        self.tf_dir = self.dir / "terraform" / self.root
+        # Deployments made when bare metal and KVM had separate roots keep their working directory
+        # (and state): the one root has the same resource addresses.
+        recorded = (self.state.get(STATE_KEY) or {}).get("root") or self.root
+        self.workdir_name = recorded if (self.dir / "terraform" / recorded).is_dir() else self.root
+        self.tf_dir = self.dir / "terraform" / self.workdir_name
         self.tfvars_path = self.tf_dir / "chiml.auto.tfvars.json"
         self.kubeconfig_path = self.dir / "kubeconfig"
         self.ssh_config_path = self.dir / "ssh_config"
@@ -155,7 +159,8 @@ class ChameleonDeployment:
         if recorded not in (None, name):
             raise ChimlError(f"this CHIML_HOME holds deployment {recorded}, made with other credentials",
                              hint="source the openrc of the user who made it, or use another CHIML_HOME")
-        self._update(deployment=self.cfg.deployment, name=name, user_id=user_id, site=self.cfg.site, root=self.root)
+        self._update(deployment=self.cfg.deployment, name=name, user_id=user_id, site=self.cfg.site,
+                     root=self.workdir_name)
         created: list[str] = []
         try:
             lease = self._ensure_lease(created, say)
@@ -210,7 +215,7 @@ class ChameleonDeployment:
         return info
 
     def _apply(self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]) -> dict:
-        Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform")
+        Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform", into=self.workdir_name)
         tf = self._terraform()
         write_tfvars(self.tfvars_path, build_tfvars(self.cfg, admin_cidr, lease, name=self._st()["name"]))
         if not tf.has_resources():

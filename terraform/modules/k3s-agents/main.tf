@@ -62,6 +62,11 @@ resource "openstack_compute_instance_v2" "agent" {
     ignore_changes = [user_data]
 
     precondition {
+      condition     = (var.reservation_id == null) != (var.flavor_id == null)
+      error_message = "Agents need exactly one of reservation_id (bare metal) and flavor_id (the reserved flavor on KVM@TACC)."
+    }
+
+    precondition {
       condition     = !var.gpu || can(regex("-CUDA$", var.image_name))
       error_message = "GPU agents need a -CUDA image (it carries the NVIDIA driver)."
     }

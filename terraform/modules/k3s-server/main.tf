@@ -75,6 +75,11 @@ resource "openstack_compute_instance_v2" "server" {
   lifecycle {
     # A changed cloud-init must not silently rebuild a bare-metal node (and lose its data).
     ignore_changes = [user_data]
+
+    precondition {
+      condition     = (var.reservation_id == null) != (var.flavor_id == null)
+      error_message = "The server needs exactly one of reservation_id (bare metal) and flavor_id (the reserved flavor on KVM@TACC)."
+    }
   }
 }
 

@@ -1,5 +1,9 @@
-# Bare-metal k3s cluster on CHI@UC / CHI@TACC. The Blazar lease is made outside Terraform (the
-# provider has no Blazar resource): chiml passes the reservation IDs and the reserved floating IP.
+# k3s cluster on Chameleon: bare metal at CHI@UC / CHI@TACC, VMs at KVM@TACC. The Blazar lease is
+# made outside Terraform (the provider has no Blazar resource): chiml passes, per node group, the
+# node reservation ID (bare metal: the `reservation` scheduler hint, flavor `baremetal`) or the
+# reserved flavor's ID (KVM@TACC, where a flavor reservation is required since 2025), and the
+# reserved floating IP. KVM enforces security groups (all inbound blocked by default); bare-metal
+# images run firewalld, configured by cloud-init with the same policy.
 
 data "openstack_networking_network_v2" "shared" {
   count = var.private_network ? 0 : 1
@@ -47,6 +51,7 @@ module "server" {
   image_name          = var.image
   flavor_name         = "baremetal"
   reservation_id      = var.server_reservation_id
+  flavor_id           = var.server_flavor_id
   key_name            = var.key_name
   network_id          = local.network_id
   security_group_ids  = [module.security_group.id]
@@ -70,6 +75,7 @@ module "cpu_agents" {
   image_name           = var.image
   flavor_name          = "baremetal"
   reservation_id       = var.cpu_agent_reservation_id
+  flavor_id            = var.cpu_agent_flavor_id
   key_name             = var.key_name
   network_id           = local.network_id
   deployment           = var.deployment
@@ -91,6 +97,7 @@ module "gpu_agents" {
   image_name             = var.gpu_image
   flavor_name            = "baremetal"
   reservation_id         = var.gpu_agent_reservation_id
+  flavor_id              = var.gpu_agent_flavor_id
   key_name               = var.key_name
   network_id             = local.network_id
   deployment             = var.deployment
