@@ -241,6 +241,14 @@ def agent_labels(gpu: bool) -> dict[str, str]:
     return {"chiml.io/role": role.group(1), **pairs}
 
 
+def server_labels() -> dict[str, str]:
+    """The labels the server registers with, read from terraform/modules/k3s-server/main.tf."""
+    text = (TERRAFORM / "modules" / "k3s-server" / "main.tf").read_text(encoding="utf-8")
+    role = re.search(r'merge\(\{\s*"chiml\.io/role"\s*=\s*"(\w+)"\s*\}', text)
+    assert role, "k3s-server/main.tf no longer sets the role label as expected"
+    return {"chiml.io/role": role.group(1)}
+
+
 def containerd_config(nvidia: bool) -> str:
     """What k3s v1.33 writes to its containerd config (abridged), with the nvidia runtime when found."""
     text = ('version = 3\n[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]\n'
@@ -315,7 +323,7 @@ class FakeNodes:
             if self.matches(name, self.cloud_init_error_on):
                 continue
             labels = {"kubernetes.io/hostname": name}
-            labels.update({"chiml.io/role": "server"} if name == server else agent_labels(self.gpu(name)))
+            labels.update(server_labels() if name == server else agent_labels(self.gpu(name)))
             items.append({
                 "metadata": {"name": name, "labels": labels},
                 "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
