@@ -8,5 +8,11 @@ tf-check: ## terraform fmt -check and the HCL structure tests of terraform/
 	terraform fmt -check -recursive terraform
 	$(BIN)/python -m pytest -q tests/chameleon/test_terraform.py
 
-chameleon-test: install ## every Chameleon test (fakes for Blazar, terraform and SSH; cloud-init and checkov for real)
+chameleon-test: install test-deps ## every Chameleon test (fakes for Blazar, terraform and SSH; cloud-init and checkov for real)
 	$(BIN)/python -m pytest -q tests/chameleon
+
+.PHONY: test-deps
+test-deps: ## apt-install what the Chameleon tests run for real when it is missing (cloud-init for `cloud-init schema`)
+	@command -v cloud-init >/dev/null 2>&1 || { \
+	  echo "installing cloud-init (for cloud-init schema in tests/chameleon/test_cloud_init.py)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cloud-init; }

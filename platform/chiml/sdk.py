@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chiml.config import LoadedConfig, load_config
+from chiml.errors import ChimlError
 from chiml.profiles import Profile, ServiceStatus, get_profile
 
 
@@ -38,7 +39,18 @@ class Platform:
     def up(self) -> list[ServiceStatus]:
         return self.profile.up()
 
-    def down(self) -> None:
+    def down(self, *, release_lease: bool = False) -> None:
+        """Stop the platform.
+
+        On the chameleon profile this destroys the instances (their disks: MLflow runs, models,
+        data) and deletes the Blazar lease, which may not be reservable again for days. A notebook
+        cell must not do that by accident: it is refused unless ``release_lease=True`` is passed.
+        """
+        if self.profile.name == "chameleon" and not release_lease:
+            raise ChimlError(
+                "Platform.down() on Chameleon destroys every instance and deletes the lease",
+                hint="pass release_lease=True to really release it (or run `chiml down` and confirm)",
+            )
         self.profile.down(yes=True)
 
     def status(self) -> list[ServiceStatus]:

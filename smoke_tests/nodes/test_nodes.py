@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-K3S_CONTAINERD = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+from chiml.chameleon.k3s import K3S_CONTAINERD, NVIDIA_RUNTIME
 
 
 def test_k3s_service_is_active_and_enabled(host, node) -> None:
@@ -47,7 +47,7 @@ def test_containerd_has_the_nvidia_runtime(host, gpu_node) -> None:
         assert config.exists, f"{K3S_CONTAINERD} missing: k3s agent not started?"
         content = config.content_string
     # k3s writes it only when it found nvidia-container-runtime at start (toolkit before k3s)
-    assert re.search(r"runtimes\.['\"]?nvidia['\"]?\]", content), "k3s did not configure the nvidia runtime"
+    assert NVIDIA_RUNTIME.search(content), "k3s did not configure the nvidia runtime"
     assert "nvidia-container-runtime" in content
 
 

@@ -1,7 +1,7 @@
-# Runnable example for terraform/baremetal (chiml writes its own tfvars from chiml.yaml; this is
+# Runnable example for terraform/cluster on bare metal (chiml writes its own tfvars from chiml.yaml; this is
 # for using the modules by hand). Make a lease first, e.g. with the Chameleon GUI or
 # `openstack reservation lease create`, and copy its reservation IDs and floating IP here:
-#   cd terraform/baremetal && terraform init && terraform apply -var-file=../examples/baremetal.tfvars
+#   cd terraform/cluster && terraform init && terraform apply -var-file=../examples/baremetal.tfvars
 region                   = "CHI@UC"
 deployment               = "chiml-example"
 key_name                 = "my-chameleon-key"

@@ -1,6 +1,6 @@
-# Runnable example for terraform/kvm. Reserve flavors on KVM@TACC first (a flavor reservation is
+# Runnable example for terraform/cluster on KVM@TACC. Reserve flavors on KVM@TACC first (a flavor reservation is
 # required there) and copy the reserved flavors' IDs and the reserved floating IP here:
-#   cd terraform/kvm && terraform init && terraform apply -var-file=../examples/kvm.tfvars
+#   cd terraform/cluster && terraform init && terraform apply -var-file=../examples/kvm.tfvars
 region              = "KVM@TACC"
 deployment          = "chiml-example"
 key_name            = "my-chameleon-key"

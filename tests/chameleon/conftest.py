@@ -3,8 +3,11 @@ on PATH, fake nodes behind SSH, and a chameleon-profile chiml.yaml in a temp dir
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
 import os
+import socket
 import stat
 import sys
 from collections.abc import Callable
@@ -27,6 +30,37 @@ APP_CRED_ENV = {
     "OS_INTERFACE": "public",
     "OS_IDENTITY_API_VERSION": "3",
 }
+
+
+def _off_loopback(address: Any) -> bool:
+    if not isinstance(address, tuple) or not address or not isinstance(address[0], str):
+        return False  # AF_UNIX paths and the like
+    host = address[0]
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"  # a name would be resolved: only localhost stays here
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch):
+    """No test of this folder may open a connection off loopback: such attempts are refused
+    before any packet leaves, and the test fails even if the code under test swallowed the error."""
+    attempts: list[Any] = []
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(original):
+        def call(self, address):
+            if _off_loopback(address):
+                attempts.append(address)
+                raise OSError(errno.ENETUNREACH, f"test guard: connection to {address} off loopback refused")
+            return original(self, address)
+        return call
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(connect_ex))
+    yield attempts
+    assert attempts == [], f"the test tried to connect off loopback: {attempts}"
 
 
 @pytest.fixture
@@ -96,7 +130,4 @@ def write_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
 
 @pytest.fixture
 def fake_nodes() -> FakeNodes:
-    nodes = FakeNodes()
-    nodes.expected = ["chiml-server", "chiml-gpu-0"]
-    nodes.names = {None: "chiml-server", "10.140.81.30": "chiml-gpu-0"}
-    return nodes
+    return FakeNodes()

@@ -11,9 +11,11 @@ ERROR without any exception. Its JSON shapes follow Blazar's API (dates as
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from blazarclient.exception import BlazarClientException
@@ -30,7 +32,8 @@ class FakeLeases:
     """``blazarclient.v1.leases.LeaseManager`` as seen from python-chi."""
 
     # behaviour switches
-    refuse_with: str | None = None  # create() raises this Blazar message (HTTP 409)
+    refuse_with: str | None = None  # create() raises this Blazar message (HTTP refuse_code)
+    refuse_code: int = 409
     end_in_error: bool = False  # the lease goes to ERROR after STARTING, no exception anywhere
     stay_pending: bool = False  # never leaves PENDING (start time not reached)
     delete_fails: str | None = None
@@ -39,10 +42,12 @@ class FakeLeases:
     deleted: list[str] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
     fip_reservations: dict[str, str] = field(default_factory=dict)  # reservation id -> address
+    nova_flavors: dict[str, Any] = field(default_factory=dict)  # flavor id -> flavor (Nova's public ones)
+    session: Any = None  # the caller (FakeSession): Blazar records the lease's user and project
 
     def create(self, name, start, end, reservations, events, before_end=None):
         if self.refuse_with:
-            raise _blazar_error(self.refuse_with, 409)
+            raise _blazar_error(self.refuse_with, self.refuse_code)
         now = datetime.now(UTC).replace(tzinfo=None)
         start_dt = now if start == "now" else datetime.strptime(start, "%Y-%m-%d %H:%M")
         end_dt = datetime.strptime(end, "%Y-%m-%d %H:%M")
@@ -51,13 +56,20 @@ class FakeLeases:
         for reservation in reservations:
             item = dict(reservation, id=str(uuid.uuid4()), lease_id=lease_id, status="pending",
                         missing_resources=False, resources_changed=False)
-            if reservation["resource_type"] == "virtual:floatingip":
+            if reservation["resource_type"] == "flavor:instance":
+                # Blazar's flavor plugin: the requested flavor is kept only as its JSON in
+                # resource_properties, flavor_id becomes the private reserved flavor (id = reservation id)
+                source = self.nova_flavors[reservation["flavor_id"]]
+                item["resource_properties"] = json.dumps({"id": source.id, "name": source.name, "vcpus": 16,
+                                                          "ram": 65536, "disk": 40, "extra_specs": {}})
+                item["flavor_id"] = item["id"]
+            elif reservation["resource_type"] == "virtual:floatingip":
                 item["required_floatingips"] = []
                 self.fip_reservations[item["id"]] = f"192.5.87.{10 + len(self.fip_reservations)}"
             stored.append(item)
         lease = {
             "id": lease_id, "name": name, "status": "PENDING", "degraded": False,
-            "user_id": "u1", "project_id": "p1",
+            "user_id": self.session.user_id, "project_id": self.session.project_id,
             "start_date": start_dt.strftime(BLAZAR_DATE), "end_date": end_dt.strftime(BLAZAR_DATE),
             "created_at": now.strftime("%Y-%m-%d %H:%M:%S"),
             "reservations": stored,
@@ -110,6 +122,15 @@ class FakeLeases:
         self.leases[lease_id]["end_date"] = new_end.strftime(BLAZAR_DATE)
         return json.loads(json.dumps(self.leases[lease_id]))
 
+    def end(self, lease_id: str) -> None:
+        """The lease ran out: Blazar deletes its instances and its reserved floating IPs."""
+        lease = self.leases[lease_id]
+        lease["status"] = "TERMINATED"
+        lease["events"][1]["status"] = "DONE"
+        for reservation in lease["reservations"]:
+            reservation["status"] = "deleted"
+            self.fip_reservations.pop(reservation["id"], None)
+
     def live(self) -> list[dict[str, Any]]:
         """Leases still holding resources (what must be empty after every failure)."""
         return [lease for lease in self.leases.values() if lease["status"] not in ("TERMINATED", "DELETED")]
@@ -126,19 +147,38 @@ class FakeFlavor:
     name: str
 
 
+@dataclass
+class FakeSession:
+    """The Keystone session python-chi hands out (``chi.context.session()``): who is calling."""
+
+    user_id: str = "3f9a1c2e5b7d4e6f8a0b1c2d3e4f5a6b"
+    project_id: str = "p1"
+
+    def get_user_id(self) -> str:
+        return self.user_id
+
+    def get_project_id(self) -> str:
+        return self.project_id
+
+
 class FakeChameleon:
     """Installs the fakes at python-chi's OpenStack boundary (see ``install``)."""
 
     def __init__(self) -> None:
-        self.leases = FakeLeases()
+        self.session = FakeSession()
+        self.leases = FakeLeases(session=self.session)
         self.flavors = {"m1.xlarge": FakeFlavor("f-xlarge", "m1.xlarge"),
                         "g1.h100.pci.1": FakeFlavor("f-h100", "g1.h100.pci.1")}
+        self.leases.nova_flavors = {flavor.id: flavor for flavor in self.flavors.values()}
 
     def install(self, monkeypatch: Any) -> None:
         import chi.lease
         import chi.server
 
         client = FakeBlazarClient(self.leases)
+        import chi.context
+
+        monkeypatch.setattr(chi.context, "session", lambda: self.session)
         monkeypatch.setattr(chi.lease, "blazar", lambda *a, **k: client)
         monkeypatch.setattr(chi.lease, "get_network_id", lambda name: "public-net-id" if name == "public" else None)
         monkeypatch.setattr(chi.lease, "list_floating_ips", self._list_floating_ips)
@@ -156,8 +196,10 @@ class FakeChameleon:
         return self.flavors[ref]
 
     def _list_flavors(self, reservable=None, gpu=None, reservation_id=None) -> list[FakeFlavor]:
-        # Blazar creates one private flavor per flavor reservation, named after it.
-        return [FakeFlavor(f"reserved-{reservation_id}", f"reservation:{reservation_id}")]
+        # Blazar creates one private flavor per flavor reservation: id = reservation id, named after it.
+        reserved = [r["id"] for lease in self.leases.leases.values() for r in lease["reservations"]
+                    if r["resource_type"] == "flavor:instance"]
+        return [FakeFlavor(rid, f"reservation:{rid}") for rid in reserved if rid == reservation_id]
 
 
 K3S_KUBECONFIG = """apiVersion: v1
@@ -182,24 +224,88 @@ users:
 """
 
 
+TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
+
+
+def agent_labels(gpu: bool) -> dict[str, str]:
+    """The labels an agent registers with, read from terraform/modules/k3s-agents/main.tf.
+
+    What the module writes into the node's k3s config: the role label merged with the GPU or
+    non-GPU labels of ``local.gpu_labels``.
+    """
+    text = (TERRAFORM / "modules" / "k3s-agents" / "main.tf").read_text(encoding="utf-8")
+    branches = re.search(r"gpu_labels\s*=\s*var\.gpu \? \{(.*?)\} : \{(.*?)\}\n", text)
+    role = re.search(r'merge\(\{\s*"chiml\.io/role"\s*=\s*"(\w+)"\s*\}', text)
+    assert branches and role, "k3s-agents/main.tf no longer defines gpu_labels / the role label as expected"
+    pairs = dict(re.findall(r'"([^"]+)"\s*=\s*"([^"]*)"', branches.group(1 if gpu else 2)))
+    return {"chiml.io/role": role.group(1), **pairs}
+
+
+def server_labels() -> dict[str, str]:
+    """The labels the server registers with, read from terraform/modules/k3s-server/main.tf."""
+    text = (TERRAFORM / "modules" / "k3s-server" / "main.tf").read_text(encoding="utf-8")
+    role = re.search(r'merge\(\{\s*"chiml\.io/role"\s*=\s*"(\w+)"\s*\}', text)
+    assert role, "k3s-server/main.tf no longer sets the role label as expected"
+    return {"chiml.io/role": role.group(1)}
+
+
+def containerd_config(nvidia: bool) -> str:
+    """What k3s v1.33 writes to its containerd config (abridged), with the nvidia runtime when found."""
+    text = ('version = 3\n[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]\n'
+            '  runtime_type = "io.containerd.runc.v2"\n')
+    if nvidia:
+        text += ('[plugins."io.containerd.cri.v1.runtime".containerd.runtimes."nvidia"]\n'
+                 '  runtime_type = "io.containerd.runc.v2"\n'
+                 '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes."nvidia".options]\n'
+                 '  BinaryName = "/usr/bin/nvidia-container-runtime"\n')
+    return text
+
+
 @dataclass
 class FakeNodes:
-    """The booted machines, reached over SSH: the server answers kubectl, every node cloud-init."""
+    """The booted machines, reached over SSH: the server answers kubectl, every node cloud-init.
+
+    The machines are those the (fake) Terraform created: names and addresses come from the
+    outputs in the deployment's Terraform state (found beside the SSH target's known_hosts), and
+    agents register with the labels the k3s-agents module gives them.
+    """
 
     unreachable_polls: int = 1  # SSH refused this many times first (bare metal booting)
     not_ready_polls: int = 1  # then this many answers with nodes still NotReady
-    cloud_init_error_on: str | None = None  # node name whose cloud-init fails
-    gpu_label: bool = True
+    cloud_init_error_on: str | None = None  # node (name or suffix, e.g. "gpu-0") whose cloud-init fails
+    toolkit_missing_on: str | None = None  # GPU node whose toolkit failed: k3s started without nvidia
     never_ready: bool = False
     connects: int = 0
     commands: list[tuple[str | None, str]] = field(default_factory=list)
-    names: dict[str | None, str] = field(default_factory=dict)  # address -> node name (None = server)
-    expected: list[str] = field(default_factory=list)
     open_shells: int = 0
+    target: Any = None
 
     def connector(self, target: Any) -> FakeNodes:
         self.target = target
         return self
+
+    def _outputs(self) -> dict[str, Any]:
+        states = sorted((Path(self.target.known_hosts).parent / "terraform").glob("*/terraform.tfstate"))
+        assert states, "no Terraform state: the nodes exist only once Terraform created them"
+        outputs = json.loads(states[0].read_text()).get("outputs") or {}
+        return {key: value["value"] for key, value in outputs.items()}
+
+    @property
+    def expected(self) -> list[str]:
+        outputs = self._outputs()
+        return [outputs["server"]["name"], *(agent["name"] for agent in outputs["agents"])]
+
+    @property
+    def names(self) -> dict[str | None, str]:
+        outputs = self._outputs()
+        return {None: outputs["server"]["name"], **{a["private_ip"]: a["name"] for a in outputs["agents"]}}
+
+    def gpu(self, name: str) -> bool:
+        return any(a["name"] == name and a["gpu"] for a in self._outputs()["agents"])
+
+    @staticmethod
+    def matches(name: str, pattern: str | None) -> bool:
+        return pattern is not None and (name == pattern or name.endswith(f"-{pattern}"))
 
     def connect(self, host: str | None = None) -> _FakeShell:
         self.connects += 1
@@ -212,12 +318,12 @@ class FakeNodes:
         kubectl_calls = sum(1 for _, cmd in self.commands if "get nodes" in cmd)
         ready = not self.never_ready and kubectl_calls > self.not_ready_polls
         items = []
+        server = self.names[None]
         for name in self.expected:
-            if self.cloud_init_error_on == name:
+            if self.matches(name, self.cloud_init_error_on):
                 continue
             labels = {"kubernetes.io/hostname": name}
-            if "-gpu-" in name and self.gpu_label:
-                labels.update({"chiml.io/gpu": "true", "nvidia.com/gpu.present": "true"})
+            labels.update(server_labels() if name == server else agent_labels(self.gpu(name)))
             items.append({
                 "metadata": {"name": name, "labels": labels},
                 "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
@@ -234,10 +340,15 @@ class _FakeShell:
     def run(self, command: str, timeout: float = 120.0) -> tuple[int, str, str]:
         self.nodes.commands.append((self.host, command))
         name = self.nodes.names.get(self.host, "?")
+        toolkit = self.nodes.gpu(name) and not self.nodes.matches(name, self.nodes.toolkit_missing_on)
         if "get nodes" in command:
             return 0, json.dumps(self.nodes.nodes_json()), ""
+        if command == "command -v nvidia-container-runtime":
+            return (0, "/usr/bin/nvidia-container-runtime\n", "") if toolkit else (1, "", "")
+        if command == "sudo cat /var/lib/rancher/k3s/agent/etc/containerd/config.toml":
+            return 0, containerd_config(nvidia=toolkit), ""
         if command.startswith("cloud-init status"):
-            if self.nodes.cloud_init_error_on == name:
+            if self.nodes.matches(name, self.nodes.cloud_init_error_on):
                 return 0, json.dumps({"status": "error", "errors": ["('scripts_user', RuntimeError('runparts: "
                                                                         "1 failed'))"]}), ""
             return 0, json.dumps({"status": "running", "errors": []}), ""

@@ -25,16 +25,21 @@ FIREWALL = 'templatefile("{m}/templates/firewall.sh.tftpl", {{ cluster_cidr = "1
 SERVER = (
     'jsonencode(templatefile("{m}/templates/server.cloud-init.yaml.tftpl", {{ '
     'k3s_config = yamlencode({{ "write-kubeconfig-mode" = "0600", "tls-san" = ["192.5.87.10"], token = "t0k3n", '
-    '"node-label" = ["chiml.io/role=server"] }}), k3s_version = "v1.33.2+k3s1", registry_mirror = {mirror}, '
-    "firewall_script = {firewall} }}))"
+    '"node-label" = ["chiml.io/role=server"] }}), registry_mirror = {mirror}, '
+    "firewall_script = {firewall}, "
+    'bootstrap_script = templatefile("{m}/templates/bootstrap.sh.tftpl", {{ k3s_version = "v1.33.2+k3s1" }}) }}))'
 )
 AGENT = (
     'jsonencode(templatefile("{m}/templates/agent.cloud-init.yaml.tftpl", {{ '
     'k3s_config = yamlencode({{ server = "https://10.140.81.10:6443", token = "t0k3n", '
-    '"node-label" = ["chiml.io/gpu={gpu}"] }}), k3s_version = "v1.33.2+k3s1", registry_mirror = null, gpu = {gpu}, '
+    '"node-label" = ["chiml.io/gpu={gpu}"] }}), registry_mirror = null, gpu = {gpu}, '
     "firewall_script = {firewall}, "
-    'nvidia_toolkit_script = templatefile("{m}/templates/nvidia-toolkit.sh.tftpl", {{ version = "1.17.8-1" }}) }}))'
+    'nvidia_toolkit_script = templatefile("{m}/templates/nvidia-toolkit.sh.tftpl", {{ version = "1.17.8-1" }}), '
+    'bootstrap_script = templatefile("{m}/templates/bootstrap.sh.tftpl", {{ k3s_version = "v1.33.2+k3s1", '
+    "gpu = {gpu} }}) }}))"
 )
+BOOTSTRAP = "/usr/local/sbin/chiml-bootstrap"
+TOOLKIT = "/usr/local/sbin/chiml-nvidia-toolkit"
 
 
 def _render_all() -> dict[str, str]:
@@ -78,9 +83,10 @@ def _file(doc: dict[str, Any], path: str) -> str | None:
 def test_module_passes_the_variables_the_templates_use() -> None:
     """The variables rendered here are exactly those main.tf hands each template."""
     for module, template, keys in (
-        ("k3s-server", "server.cloud-init", {"k3s_config", "k3s_version", "registry_mirror", "firewall_script"}),
-        ("k3s-agents", "agent.cloud-init", {"k3s_config", "k3s_version", "registry_mirror", "gpu",
-                                            "firewall_script", "nvidia_toolkit_script"}),
+        ("k3s-server", "server.cloud-init", {"k3s_config", "registry_mirror", "firewall_script",
+                                             "bootstrap_script"}),
+        ("k3s-agents", "agent.cloud-init", {"k3s_config", "registry_mirror", "gpu", "firewall_script",
+                                            "nvidia_toolkit_script", "bootstrap_script"}),
     ):
         main = (MODULES / module / "main.tf").read_text()
         call = main[main.index(template):]
@@ -95,10 +101,14 @@ def test_server(rendered: dict[str, str]) -> None:
     assert config["tls-san"] == ["192.5.87.10"]
     assert config["write-kubeconfig-mode"] == "0600"
     assert _file(doc, "/etc/rancher/k3s/registries.yaml") is None
-    install = doc["runcmd"][-1][-1]
-    assert "raw.githubusercontent.com/k3s-io/k3s/v1.33.2%2Bk3s1/install.sh" in install
-    assert "INSTALL_K3S_VERSION='v1.33.2+k3s1'" in install and install.endswith("sh -s - server")
-    assert doc["runcmd"][0] == ["/usr/local/sbin/chiml-firewall"]
+    # one runcmd entry: cloud-init's status is that of runcmd's last command
+    assert doc["runcmd"] == [[BOOTSTRAP]]
+    script = _file(doc, BOOTSTRAP) or ""
+    assert "\nset -eu\n" in script
+    assert "raw.githubusercontent.com/k3s-io/k3s/v1.33.2%2Bk3s1/install.sh" in script
+    assert "INSTALL_K3S_VERSION='v1.33.2+k3s1' sh \"$installer\" server" in script
+    assert not re.search(r"^[^#]*\|\s*sh", script, flags=re.M) and "--retry 5" in script
+    assert script.index("/usr/local/sbin/chiml-firewall") < script.index("install.sh")
 
 
 def test_registry_mirror(rendered: dict[str, str]) -> None:
@@ -108,21 +118,69 @@ def test_registry_mirror(rendered: dict[str, str]) -> None:
 
 def test_gpu_agent_installs_the_toolkit_before_k3s(rendered: dict[str, str]) -> None:
     doc = _doc(rendered["gpu_agent"])
-    commands = [" ".join(step) for step in doc["runcmd"]]
-    toolkit = commands.index("/usr/local/sbin/chiml-nvidia-toolkit")
-    k3s = next(i for i, c in enumerate(commands) if "install.sh" in c)
-    assert toolkit < k3s
-    script = _file(doc, "/usr/local/sbin/chiml-nvidia-toolkit") or ""
+    assert doc["runcmd"] == [[BOOTSTRAP]]
+    bootstrap = _file(doc, BOOTSTRAP) or ""
+    assert bootstrap.index(TOOLKIT) < bootstrap.index("install.sh")
+    assert "INSTALL_K3S_EXEC=agent sh \"$installer\"" in bootstrap
+    script = _file(doc, TOOLKIT) or ""
     assert '"nvidia-container-toolkit=$VERSION"' in script and 'VERSION="1.17.8-1"' in script
     config = yaml.safe_load(_file(doc, "/etc/rancher/k3s/config.yaml") or "")
     assert config["server"] == "https://10.140.81.10:6443" and config["node-label"] == ["chiml.io/gpu=true"]
-    assert "INSTALL_K3S_EXEC=agent" in commands[k3s]
+
+
+def test_toolkit_step_survives_first_boot(rendered: dict[str, str]) -> None:
+    """Waits for the dpkg lock, retries downloads, and never pipes a download into another command."""
+    script = _file(_doc(rendered["gpu_agent"]), TOOLKIT) or ""
+    assert "DPkg::Lock::Timeout=" in script and "$APT update" in script and "$APT install" in script
+    assert "--retry 5" in script
+    assert not re.search(r"^[^#]*curl[^\n#]*\|", script, flags=re.M), "a piped download hides curl's failure"
 
 
 def test_cpu_agent_has_no_toolkit(rendered: dict[str, str]) -> None:
     doc = _doc(rendered["cpu_agent"])
-    assert _file(doc, "/usr/local/sbin/chiml-nvidia-toolkit") is None
-    assert all("nvidia" not in " ".join(step) for step in doc["runcmd"])
+    assert _file(doc, TOOLKIT) is None
+    assert TOOLKIT not in (_file(doc, BOOTSTRAP) or "")
+
+
+def _sandbox(tmp_path: Path, script: str, fail: str | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run a rendered script with its commands replaced by stubs that log their call (one may fail)."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    for name in ("chiml-firewall", "chiml-nvidia-toolkit", "curl", "gpg", "apt-get", "nvidia-smi", "grep", "sed"):
+        code = 22 if name == fail else 0
+        body = f'#!/bin/sh\necho "{name} $*" >> {log}\n'
+        if name == "curl" and code == 0:  # write the "downloaded" file: an installer that logs itself
+            body += (f'while [ $# -gt 0 ]; do [ "$1" = -o ] && printf \'echo "k3s-install $*" >> {log}\\n\' > "$2"; '
+                     "shift; done\n")
+        (stubs / name).write_text(body + f"exit {code}\n")
+        (stubs / name).chmod(0o755)
+    path = tmp_path / "script.sh"
+    path.write_text(script.replace("/usr/local/sbin/", f"{stubs}/"))
+    result = subprocess.run(["sh", str(path)], capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    calls = log.read_text().splitlines() if log.is_file() else []
+    return result, [call.split()[0] for call in calls]
+
+
+def test_bootstrap_runs_every_step_in_order(rendered: dict[str, str], tmp_path: Path) -> None:
+    result, calls = _sandbox(tmp_path, _file(_doc(rendered["gpu_agent"]), BOOTSTRAP) or "", fail=None)
+    assert result.returncode == 0, result.stderr
+    assert calls == ["chiml-firewall", "chiml-nvidia-toolkit", "curl", "k3s-install"]
+
+
+@pytest.mark.parametrize("failing", ["chiml-firewall", "chiml-nvidia-toolkit", "curl"])
+def test_bootstrap_stops_at_the_first_failing_step(rendered: dict[str, str], tmp_path: Path, failing: str) -> None:
+    """A failed step fails the script (and so cloud-init), and k3s is never installed after it."""
+    result, calls = _sandbox(tmp_path, _file(_doc(rendered["gpu_agent"]), BOOTSTRAP) or "", fail=failing)
+    assert result.returncode != 0
+    assert calls[-1] == failing and "k3s-install" not in calls
+
+
+def test_toolkit_stops_when_a_download_fails(rendered: dict[str, str], tmp_path: Path) -> None:
+    result, calls = _sandbox(tmp_path, _file(_doc(rendered["gpu_agent"]), TOOLKIT) or "", fail="curl")
+    assert result.returncode != 0
+    assert calls == ["nvidia-smi", "curl"], "nothing may run on a failed download"
 
 
 def test_firewall_limits_ssh_and_api_to_the_admin_cidr(rendered: dict[str, str]) -> None:

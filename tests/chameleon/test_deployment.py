@@ -8,19 +8,23 @@ reserved: no live lease in the fake Blazar and no resource in the (fake) Terrafo
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 import yaml
 
 from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependencies
-from chiml.chameleon.lease import LeaseClient
+from chiml.chameleon.lease import LeaseClient, unique_name
 from chiml.config import load_config
 from chiml.errors import ChimlError
 from chiml.profiles import get_profile
 from chiml.state import StateStore
 from tests.chameleon.conftest import FakeTerraform
-from tests.chameleon.fakes import FakeChameleon, FakeNodes
+from tests.chameleon.fakes import FakeChameleon, FakeNodes, FakeSession, agent_labels
+
+# what `up` names the default deployment for the fake Keystone user
+NAME = unique_name("chiml", FakeSession().user_id)
 
 
 @pytest.fixture
@@ -96,13 +100,13 @@ def test_up_happy_path(env) -> None:
 
     # the cluster description handed to the Helm layer
     assert cluster.api_endpoint == "https://192.5.87.10:6443"
-    assert [n.name for n in cluster.nodes] == ["chiml-server", "chiml-gpu-0"]
+    assert [n.name for n in cluster.nodes] == [f"{NAME}-server", f"{NAME}-gpu-0"]
     assert cluster.has_gpu and [n.gpu for n in cluster.nodes] == [False, True]
     assert cluster.kubernetes_version == "v1.33.2+k3s1"
     assert cluster.ingress_base_url == "http://192.5.87.10.nip.io"
 
     ssh_config = deployment.ssh_config_path.read_text()
-    assert "Host chiml-gpu-0\n    HostName 10.140.81.30\n    ProxyJump chiml-server" in ssh_config
+    assert f"Host {NAME}-gpu-0\n    HostName 10.140.81.30\n    ProxyJump {NAME}-server" in ssh_config
 
     state = StateStore(deployment.loaded.home).get(STATE_KEY)
     assert state["phase"] == "ready" and state["lease"]["floating_ip"] == "192.5.87.10"
@@ -137,7 +141,7 @@ def test_lease_error_state_is_deleted(env) -> None:
     deployment = env.deployment()
     with pytest.raises(ChimlError, match="went to ERROR") as info:
         deployment.up(progress=lambda m: None)
-    assert "lease chiml deleted" in (info.value.hint or "")
+    assert f"lease {NAME} deleted" in (info.value.hint or "")
     assert len(env.chameleon.leases.deleted) == 1
     env.assert_nothing_left(deployment)
 
@@ -172,7 +176,7 @@ def test_rollback_that_cannot_destroy_says_exactly_what_is_left(env) -> None:
     hint = info.value.hint or ""
     lease_id = next(iter(env.chameleon.leases.leases))
     assert "instance is locked" in hint
-    assert f"lease chiml ({lease_id})" in hint and "Terraform resources" in hint
+    assert f"lease {NAME} ({lease_id})" in hint and "Terraform resources" in hint
     assert "chiml down --yes" in hint
     # the lease is deliberately kept: deleting it under live Terraform state would orphan the rest
     assert len(env.chameleon.leases.live()) == 1
@@ -188,19 +192,86 @@ def test_k3s_never_ready_is_rolled_back(env) -> None:
 
 
 def test_cloud_init_failure_on_an_agent_is_reported_and_rolled_back(env) -> None:
-    env.nodes.cloud_init_error_on = "chiml-gpu-0"
+    env.nodes.cloud_init_error_on = "gpu-0"
     deployment = env.deployment()
-    with pytest.raises(ChimlError, match=r"cloud-init failed on chiml-gpu-0: .*nvidia-container-toolkit"):
+    with pytest.raises(ChimlError, match=rf"cloud-init failed on {NAME}-gpu-0: .*nvidia-container-toolkit"):
         deployment.up(progress=lambda m: None)
     env.assert_nothing_left(deployment)
 
 
-def test_missing_gpu_label_fails(env) -> None:
-    env.nodes.gpu_label = False
+def test_gpu_node_without_the_nvidia_runtime_fails_up(env) -> None:
+    """Ready and labelled, but k3s started without the toolkit: `up` fails instead of reporting success."""
+    env.nodes.toolkit_missing_on = "gpu-0"
     deployment = env.deployment()
-    with pytest.raises(ChimlError, match="GPU nodes without the GPU label: chiml-gpu-0"):
+    with pytest.raises(ChimlError, match=rf"GPU nodes cannot run GPU pods: {NAME}-gpu-0: nvidia-container-runtime "
+                                         r"is not installed; .*containerd has no nvidia runtime"):
         deployment.up(progress=lambda m: None)
+    # the node registered with its GPU label all along (configured before anything is installed)
+    assert agent_labels(gpu=True)["chiml.io/gpu"] == "true"
     env.assert_nothing_left(deployment)
+    assert env.nodes.open_shells == 0
+
+
+def test_gpu_runtime_is_checked_on_each_gpu_node(env) -> None:
+    env.deployment().up(progress=lambda m: None)
+    gpu_ip = "10.140.81.30"
+    asked = [cmd for host, cmd in env.nodes.commands if host == gpu_ip]
+    assert "command -v nvidia-container-runtime" in asked
+    assert "sudo cat /var/lib/rancher/k3s/agent/etc/containerd/config.toml" in asked
+
+
+def test_teammates_with_the_default_name_get_their_own_lease_and_resources(env, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two members of one project, both with deployment `chiml`: nothing is shared, adopted or deleted across."""
+    alice = env.deployment()
+    alice.up(progress=lambda m: None)
+    (alice_lease,) = env.chameleon.leases.live()
+
+    # Bob, in his own CHIML_HOME; his lease of an interrupted run would carry his name, but a
+    # teammate's lease that happens to carry it (made by hand, say) is never adopted
+    bob_id = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
+    bob_name = unique_name("chiml", bob_id)
+    env.chameleon.leases.create(bob_name, "now", "2099-01-01 00:00", [], [])
+    monkeypatch.setenv("CHIML_HOME", str(tmp_path / "bob"))
+    env.chameleon.session.user_id = bob_id
+    bob = env.deployment()
+    bob.up(progress=lambda m: None)
+    bob_lease = StateStore(bob.loaded.home).get(STATE_KEY)["lease"]
+    assert bob_lease["name"] == bob_name != alice_lease["name"]
+    assert env.chameleon.leases.leases[bob_lease["id"]]["user_id"] == bob_id, "a teammate's lease was adopted"
+    tfvars = json.loads(bob.tfvars_path.read_text())
+    assert tfvars["deployment"] == bob_name  # security group, port, instances: all named after Bob
+    outputs = StateStore(bob.loaded.home).get(STATE_KEY)["outputs"]
+    assert outputs["server"]["name"] == f"{bob_name}-server"
+
+    bob.down(yes=True, progress=lambda m: None)
+    assert alice_lease["id"] in env.chameleon.leases.leases, "Bob's down deleted Alice's lease"
+    assert bob_lease["id"] not in env.chameleon.leases.leases
+
+
+def test_a_deployment_made_with_the_old_per_site_root_keeps_its_working_directory(env) -> None:
+    """Made when terraform/baremetal was a root of its own: the one root is copied into that directory."""
+    first = env.deployment()
+    first.up(progress=lambda m: None)
+    old = first.tf_dir.parent / "baremetal"
+    first.tf_dir.rename(old)
+    with StateStore(first.loaded.home).edit() as doc:
+        doc[STATE_KEY] = {**doc[STATE_KEY], "root": "baremetal"}
+    again = env.deployment()
+    assert again.tf_dir == old
+    again.up(progress=lambda m: None)  # converges in place: nothing new
+    assert env.terraform.calls()[-1][0] == "output" and (old / "main.tf").is_file()
+    assert not (old.parent / "cluster").exists()
+    again.down(yes=True, progress=lambda m: None)
+    env.assert_nothing_left(again)
+
+
+def test_a_home_made_with_other_credentials_is_refused(env) -> None:
+    env.deployment().up(progress=lambda m: None)
+    env.chameleon.session.user_id = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
+    with pytest.raises(ChimlError, match=f"holds deployment {NAME}, made with other credentials"):
+        env.deployment().up(progress=lambda m: None)
+    assert len(env.chameleon.leases.live()) == 1
 
 
 def test_resumed_run_keeps_what_an_earlier_run_made(env) -> None:
@@ -220,7 +291,7 @@ def test_resumed_run_keeps_what_an_earlier_run_made(env) -> None:
     with pytest.raises(ChimlError) as info:
         _with_fast_clock(env.deployment())
     hint = info.value.hint or ""
-    kept = f"Terraform resources (state in {deployment.tf_dir}); lease chiml ({lease_id})"
+    kept = f"Terraform resources (state in {deployment.tf_dir}); lease {NAME} ({lease_id})"
     assert f"kept from an earlier run: {kept}" in hint
     assert "`chiml down --yes` removes" in hint
     assert len(env.chameleon.leases.created) == 2
@@ -240,7 +311,7 @@ def test_interrupted_wait_is_resumed_without_a_second_lease(env) -> None:
     )
     with pytest.raises(ChimlError, match="interrupted") as info:
         deployment.up(progress=lambda m: None)
-    assert "lease chiml" in (info.value.hint or "") and "`chiml up` continues" in (info.value.hint or "")
+    assert f"lease {NAME}" in (info.value.hint or "") and "`chiml up` continues" in (info.value.hint or "")
     env.chameleon.leases.stay_pending = False
     env.deployment().up(progress=lambda m: None)
     assert len(env.chameleon.leases.created) == 1
@@ -259,7 +330,7 @@ def test_down_destroys_then_deletes_the_lease(env) -> None:
     env.deployment().up(progress=lambda m: None)
     deployment = env.deployment(confirm=True)
     loss = deployment.describe_loss()
-    assert "chiml-server, chiml-gpu-0" in loss and "cannot be undone" in loss
+    assert f"{NAME}-server, {NAME}-gpu-0" in loss and "cannot be undone" in loss
     assert deployment.down(yes=False, progress=lambda m: None) is True
     destroy = env.terraform.calls()[-1]
     assert destroy[:2] == ["destroy", "-auto-approve"] and "-force" not in destroy
@@ -281,15 +352,30 @@ def test_down_keeps_the_lease_when_destroy_fails(env) -> None:
     env.assert_nothing_left(deployment)
 
 
-def test_down_after_the_lease_ended_destroys_without_refresh(env) -> None:
+def test_down_after_the_lease_ended_forgets_the_floating_ip_then_destroys(env) -> None:
     env.deployment().up(progress=lambda m: None)
-    lease = next(iter(env.chameleon.leases.leases.values()))
-    lease["status"] = "TERMINATED"  # the lease ran out: Blazar deleted the instances
-    env.terraform.set(instances_gone=True)
+    # the lease ran out: Blazar deleted the instances and the reserved floating IP
+    env.chameleon.leases.end(next(iter(env.chameleon.leases.leases)))
+    env.terraform.set(instances_gone=True, lease_ended=True)
     deployment = env.deployment()
     deployment.down(yes=True, progress=lambda m: None)
-    assert "-refresh=false" in env.terraform.calls()[-1]
+    calls = env.terraform.calls()
+    forgotten = [c for c in calls if c[:2] == ["state", "rm"]]
+    assert forgotten == [["state", "rm", "module.server.openstack_networking_floatingip_associate_v2.server"]]
+    assert calls.index(forgotten[0]) < calls.index(calls[-1]) and calls[-1][0] == "destroy"
+    assert "-refresh=false" in calls[-1]
     assert env.tf_resources(deployment) == [] and not deployment.dir.exists()
+
+
+def test_fake_terraform_cannot_destroy_the_association_once_blazar_deleted_the_ip(env) -> None:
+    """The failure `down` avoids: destroy alone stops on the association's 404 and keeps the rest."""
+    deployment = env.deployment()
+    deployment.up(progress=lambda m: None)
+    env.terraform.set(lease_ended=True)
+    with pytest.raises(ChimlError, match=r"Error disassociating .*Resource not found"):
+        deployment._terraform().destroy(deployment.tfvars_path, refresh=False)
+    left = {res["type"] for res in env.tf_resources(deployment)}
+    assert "openstack_networking_floatingip_associate_v2" in left
 
 
 def test_fake_terraform_rejects_force_like_the_real_one(env, tmp_path: Path) -> None:
@@ -313,20 +399,36 @@ def test_up_refuses_without_keypair_or_credentials(env, monkeypatch: pytest.Monk
 def test_profile_status_and_smoke_args(env) -> None:
     deployment = env.deployment()
     deployment.up(progress=lambda m: None)
+    probed: list[tuple[str, int]] = []
+
+    def refused(host: str, port: int) -> None:  # the floating IP, probed without leaving this machine
+        probed.append((host, port))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    deployment.deps.tcp_connect = refused
     profile = get_profile(deployment.loaded)
     profile.deployment = deployment
     statuses = {s.name: s for s in profile.status()}
     assert statuses["lease"].healthy and "ACTIVE" in statuses["lease"].detail
-    # 192.5.87.10 is not reachable from here: reported, not raised
+    # an unreachable API is reported, not raised
     assert statuses["k3s"].url == "https://192.5.87.10:6443"
+    assert probed == [("192.5.87.10", 6443)]
+    assert not statuses["k3s"].healthy and "API unreachable (ConnectionRefusedError)" in statuses["k3s"].detail
     args, smoke_env = profile.smoke_args()
     assert args[0].endswith("smoke_tests/nodes")
-    assert "--hosts=ssh://chiml-server,ssh://chiml-gpu-0" in args
-    assert json.loads(smoke_env["CHIML_SMOKE_NODES"])[1] == {"name": "chiml-gpu-0", "role": "agent", "gpu": True}
+    assert f"--hosts=ssh://{NAME}-server,ssh://{NAME}-gpu-0" in args
+    assert json.loads(smoke_env["CHIML_SMOKE_NODES"])[1] == {"name": f"{NAME}-gpu-0", "role": "agent", "gpu": True}
     with pytest.raises(ChimlError):  # the Helm layer has recorded no URLs yet
         profile.tracking_uri()
     # once the Helm layer recorded its install, status also asks the cluster; unreachable here,
     # which is reported as an unhealthy entry, never raised
+    # (the kubeconfig is pointed at a closed loopback port: no test connects off this machine)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    kubeconfig = yaml.safe_load(deployment.kubeconfig_path.read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{closed_port}"
+    deployment.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig))
     StateStore(deployment.loaded.home).set("kubernetes", {"namespace": "chiml", "kubeconfig": str(
         deployment.kubeconfig_path), "releases": {}})
     names = [s.name for s in profile.status()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -66,6 +67,17 @@ def test_restricted_credential_refusal_gets_the_unrestricted_hint(fake_chameleon
     assert "Unrestricted" in (info.value.hint or "")
 
 
+def test_bare_500_names_the_unrestricted_box_first(fake_chameleon: FakeChameleon) -> None:
+    """A refused trust reaches the client as Blazar's generic 500: the credential is the first suspect."""
+    fake_chameleon.leases.refuse_with = "Internal Server Error"
+    fake_chameleon.leases.refuse_code = 500
+    with pytest.raises(ChimlError) as info:
+        LeaseClient(poll_interval_s=0).create(_request())
+    hint = info.value.hint or ""
+    assert "Unrestricted" in hint and "fewer nodes" not in hint
+    assert hint.index("Unrestricted") < 120
+
+
 def test_error_state_without_exception_becomes_an_error(fake_chameleon: FakeChameleon) -> None:
     fake_chameleon.leases.end_in_error = True
     client = LeaseClient(poll_interval_s=0)
@@ -89,9 +101,17 @@ def test_kvm_flavor_reservations_map_to_reserved_flavors(fake_chameleon: FakeCha
     )
     client = LeaseClient(poll_interval_s=0)
     raw = client.wait_active(client.create(request), timeout_s=10)
+    # what Blazar answers once ACTIVE: flavor_id is the reserved flavor, not the requested one
+    flavor_ids = {r["flavor_id"] for r in raw["reservations"] if r["resource_type"] == "flavor:instance"}
+    assert not flavor_ids & {"f-xlarge", "f-h100"}
     info = client.describe(raw, request)
-    assert info.flavors["server"] == f"reserved-{info.reservations['server']}"
-    assert info.flavors["gpu_agents"] == f"reserved-{info.reservations['gpu_agents']}"
+    by_id = {r["id"]: json.loads(r["resource_properties"])["name"] for r in raw["reservations"]
+             if r["resource_type"] == "flavor:instance"}
+    assert by_id[info.reservations["server"]] == "m1.xlarge"
+    assert by_id[info.reservations["gpu_agents"]] == "g1.h100.pci.1"
+    # the reserved flavor's id is the reservation's id
+    assert info.flavors["server"] == info.reservations["server"]
+    assert info.flavors["gpu_agents"] == info.reservations["gpu_agents"]
     assert info.flavors["server"] != info.flavors["gpu_agents"]
 
 
@@ -124,3 +144,22 @@ def test_expiry_warning_only_within_48_hours() -> None:
     later = LeaseInfo(id="x", name="chiml", status="ACTIVE", end=(now + timedelta(hours=60)).isoformat())
     assert "30.0 h" in (soon.expiry_warning(now) or "")
     assert later.expiry_warning(now) is None
+
+
+def test_find_by_name_never_returns_a_teammates_lease(fake_chameleon: FakeChameleon) -> None:
+    client = LeaseClient(poll_interval_s=0)
+    request = _request()
+    mine = client.create(request)
+    me = fake_chameleon.session.user_id
+    assert client.whoami() == me
+    assert client.find_by_name(request.name, me)["id"] == mine
+    assert client.find_by_name(request.name, "someone-else") is None
+
+
+def test_unique_names_differ_per_user_and_stay_valid() -> None:
+    from chiml.chameleon.lease import unique_name
+
+    a, b = unique_name("chiml", "user-a"), unique_name("chiml", "user-b")
+    assert a != b and a.startswith("chiml-") and a == unique_name("chiml", "user-a")
+    longest = unique_name("x" * 40, "user-a")
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,46}", longest)  # terraform's deployment validation

@@ -18,7 +18,7 @@ from chiml.config import parse_config
 
 TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
 MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
-ROOTS = [TERRAFORM / "baremetal", TERRAFORM / "kvm"]
+ROOTS = [TERRAFORM / "cluster"]
 # Removed in terraform-provider-openstack 3.0 (see its upgrade guide).
 REMOVED_RESOURCES = {
     "openstack_compute_floatingip_associate_v2",
@@ -108,26 +108,42 @@ def _lease(kvm: bool) -> LeaseInfo:
 
 
 @pytest.mark.parametrize(
-    ("root", "chameleon"),
-    [(ROOTS[0], {}), (ROOTS[1], {"site": "KVM@TACC", "server": {"flavor": "m1.xlarge"},
-                                 "gpu_agents": {"count": 1, "flavor": "g1.h100.pci.1"}})],
+    "chameleon",
+    [{}, {"site": "KVM@TACC", "server": {"flavor": "m1.xlarge"},
+          "gpu_agents": {"count": 1, "flavor": "g1.h100.pci.1"}}],
     ids=["baremetal", "kvm"],
 )
-def test_generated_tfvars_match_the_root_variables(root: Path, chameleon: dict) -> None:
+def test_generated_tfvars_match_the_root_variables(chameleon: dict) -> None:
     cfg = parse_config({"chameleon": {"key_name": "k", **chameleon}}).chameleon
     values = build_tfvars(cfg, "198.51.100.7/32", _lease(cfg.is_kvm))
-    declared = variables(root)
+    declared = variables(ROOTS[0])
     assert set(values) == set(declared)
     for name, body in declared.items():
         if "default" not in body:
             assert values[name] is not None, f"required variable {name} left null"
+    # exactly one of reservation and reserved flavor per group that has nodes (the modules' precondition)
+    for group, prefix in (("server", "server"), ("gpu_agents", "gpu_agent")):
+        chosen = [values[f"{prefix}_reservation_id"], values[f"{prefix}_flavor_id"]]
+        assert sum(v is not None for v in chosen) == 1, (group, chosen)
+    assert values["server_flavor_id" if cfg.is_kvm else "server_reservation_id"] is not None
+
+
+def test_one_root_for_every_site() -> None:
+    """Bare metal and KVM@TACC differ only in what the lease gives: one root configuration."""
+    assert sorted(p.name for p in TERRAFORM.iterdir() if (p / "main.tf").is_file()) == ["cluster"]
+    region = variables(ROOTS[0])["region"]
+    condition = region["validation"][0]["condition"]
+    assert all(site in condition for site in ("CHI@UC", "CHI@TACC", "KVM@TACC"))
+    for module in ("k3s-server", "k3s-agents"):
+        main = (TERRAFORM / "modules" / module / "main.tf").read_text()
+        assert "(var.reservation_id == null) != (var.flavor_id == null)" in main, module
 
 
 @pytest.mark.parametrize("name", ["baremetal", "kvm"])
 def test_examples_are_complete(name: str) -> None:
     with (TERRAFORM / "examples" / f"{name}.tfvars").open() as handle:
         example = {k: unq(v) for k, v in hcl2.load(handle).items() if not k.startswith("__")}
-    declared = variables(TERRAFORM / name)
+    declared = variables(ROOTS[0])
     assert set(example) <= set(declared)
     assert {k for k, v in declared.items() if "default" not in v} <= set(example)
 
@@ -165,3 +181,74 @@ def test_prepare_copies_configuration_but_never_hand_run_state(tmp_path: Path) -
     Terraform.prepare(source, "baremetal", tmp_path / "work")
     assert (work / "terraform.tfstate").read_text() == '{"resources": [1]}'
     assert (work / "main.tf").read_text() == "# root v2\n"
+
+
+def _blocks(directory: Path, kind: str) -> dict[str, Any]:
+    """``resource``/``data`` blocks of a directory as {"type.name": body}."""
+    found = {}
+    for block in load(directory).get(kind, []):
+        for rtype, named in block.items():
+            for name, body in named.items():
+                found[f"{unq(rtype)}.{unq(name)}"] = body
+    return found
+
+
+def test_agents_are_created_in_parallel_with_the_server() -> None:
+    """The server's address comes from a port made before the instance, so agents wait for the port only."""
+    server = TERRAFORM / "modules" / "k3s-server"
+    resources = _blocks(server, "resource")
+    instance = resources["openstack_compute_instance_v2.server"]
+    assert [n["port"] for n in instance["network"]] == ["${openstack_networking_port_v2.server.id}"]
+    assert "security_groups" not in instance, "security groups belong on the port"
+    port = resources["openstack_networking_port_v2.server"]
+    assert port["security_group_ids"] == "${var.security_group_ids}" and port["tags"] == "${var.tags}"
+    assert resources["openstack_networking_floatingip_associate_v2.server"]["port_id"] == (
+        "${openstack_networking_port_v2.server.id}")
+    assert "openstack_networking_port_v2.server" not in _blocks(server, "data"), "no port lookup by instance"
+    outputs = {unq(n): b for block in load(server)["output"] for n, b in block.items()}
+    assert outputs["private_ip"]["value"] == "${openstack_networking_port_v2.server.all_fixed_ips[0]}"
+    for root in ROOTS:
+        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
+        for name in ("cpu_agents", "gpu_agents"):
+            body = modules[name]
+            assert unq(body["server_url"]) == "https://${module.server.private_ip}:6443", (root.name, name)
+            assert "depends_on" not in body, f"{root.name}: {name} must not wait for the whole server module"
+            referenced = re.findall(r"module\.server\.(\w+)", json.dumps(body))
+            assert set(referenced) == {"private_ip"}, (root.name, name, referenced)
+
+
+def test_chiml_marks_what_it_creates() -> None:
+    """Neutron resources carry chiml's tags, instances its deployment in their metadata."""
+    for root in ROOTS:
+        (local_block,) = [b for b in load(root)["locals"] if "tags" in b]
+        assert [unq(tag) for tag in local_block["tags"]] == ["chiml", "chiml-deployment=${var.deployment}"]
+        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
+        for name in ("security_group", "server", "network"):
+            assert modules[name]["tags"] == "${local.tags}", (root.name, name)
+        for name in ("server", "cpu_agents", "gpu_agents"):
+            assert modules[name]["deployment"] == "${var.deployment}", (root.name, name)
+    tagged = {"security-group": ["openstack_networking_secgroup_v2.this"],
+              "network": ["openstack_networking_network_v2.this", "openstack_networking_subnet_v2.this",
+                          "openstack_networking_router_v2.this"],
+              "k3s-server": ["openstack_networking_port_v2.server"]}
+    for module, addresses in tagged.items():
+        resources = _blocks(TERRAFORM / "modules" / module, "resource")
+        for address in addresses:
+            assert resources[address]["tags"] == "${var.tags}", address
+    for module, address in (("k3s-server", "openstack_compute_instance_v2.server"),
+                            ("k3s-agents", "openstack_compute_instance_v2.agent")):
+        metadata = _blocks(TERRAFORM / "modules" / module, "resource")[address]["metadata"]
+        assert {unq(k): v for k, v in metadata.items()}["chiml-deployment"] == "${var.deployment}", address
+
+
+def test_registry_mirror_reaches_every_node() -> None:
+    """chameleon.registry_mirror -> tfvars -> both roots -> server and every agent group (registries.yaml)."""
+    cfg = parse_config({"chameleon": {"key_name": "k", "registry_mirror": "https://mirror.example.org"}}).chameleon
+    assert build_tfvars(cfg, "198.51.100.7/32", _lease(False))["registry_mirror"] == "https://mirror.example.org"
+    for root in ROOTS:
+        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
+        for name in ("server", "cpu_agents", "gpu_agents"):
+            assert modules[name]["registry_mirror"] == "${var.registry_mirror}", (root.name, name)
+    for module in ("k3s-server", "k3s-agents"):
+        main = (TERRAFORM / "modules" / module / "main.tf").read_text()
+        assert "registry_mirror = var.registry_mirror" in main, module

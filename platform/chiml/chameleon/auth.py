@@ -71,6 +71,14 @@ def check_credentials(site: str, environ: Mapping[str, str] | None = None) -> Cr
 def explain_auth_failure(message: str) -> str | None:
     """A hint for Blazar/Keystone errors that really mean 'wrong kind of credential'."""
     text = message.lower()
+    if "internal server error" in text or "500" in text.split():
+        # Blazar hides Keystone's refusal to create a trust for a restricted credential behind a
+        # bare 500, so the credential is the first suspect, ahead of capacity or a Blazar fault.
+        return (
+            "Blazar answered a bare 500, which it does when Keystone refuses it a trust: the application "
+            "credential must have 'Unrestricted' ticked (Identity > Application Credentials; create a new one, "
+            "the box cannot be changed later). If it is unrestricted, retry later or report it to Chameleon"
+        )
     if "trust" in text or "restricted" in text or "application credential" in text:
         return (
             "the application credential looks restricted: Blazar needs to create a trust, which restricted "

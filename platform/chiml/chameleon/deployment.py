@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ from typing import Any
 from rich.console import Console
 
 from chiml.chameleon.auth import check_credentials
-from chiml.chameleon.k3s import describe_cluster, fetch_kubeconfig, wait_for_nodes
-from chiml.chameleon.lease import LeaseClient, LeaseInfo, LeaseRequest
+from chiml.chameleon.k3s import check_gpu_runtimes, describe_cluster, fetch_kubeconfig, wait_for_nodes
+from chiml.chameleon.lease import LeaseClient, LeaseInfo, LeaseRequest, unique_name
 from chiml.chameleon.publicip import detect_admin_cidr
 from chiml.chameleon.ssh import Connector, ParamikoConnector, SSHTarget, render_ssh_config
 from chiml.chameleon.terraform import Terraform
@@ -36,6 +37,12 @@ STATE_KEY = "chameleon"
 console = Console(stderr=True)
 
 
+def tcp_connect(host: str, port: int, timeout_s: float = 3.0) -> None:
+    """Open and close a TCP connection; raises OSError when nothing answers."""
+    with socket.create_connection((host, port), timeout=timeout_s):
+        pass
+
+
 @dataclass
 class Dependencies:
     """The outer boundaries, injectable so tests can stand fakes in for Chameleon and the nodes."""
@@ -47,6 +54,7 @@ class Dependencies:
     environ: dict[str, str] | None = None  # None: os.environ
     confirm: Callable[[str], bool] | None = None  # None: ask on the terminal
     k3s_poll_s: float = 20.0
+    tcp_connect: Callable[[str, int], None] = tcp_connect  # `status`'s reachability probe of the API
 
 
 class ChameleonDeployment:
@@ -59,7 +67,11 @@ class ChameleonDeployment:
         self.state = StateStore(loaded.home)
         self.dir = loaded.home / "chameleon"
         self.root = root_config_name(self.cfg)
-        self.tf_dir = self.dir / "terraform" / self.root
+        # Deployments made when bare metal and KVM had separate roots keep their working directory
+        # (and state): the one root has the same resource addresses.
+        recorded = (self.state.get(STATE_KEY) or {}).get("root") or self.root
+        self.workdir_name = recorded if (self.dir / "terraform" / recorded).is_dir() else self.root
+        self.tf_dir = self.dir / "terraform" / self.workdir_name
         self.tfvars_path = self.tf_dir / "chiml.auto.tfvars.json"
         self.kubeconfig_path = self.dir / "kubeconfig"
         self.ssh_config_path = self.dir / "ssh_config"
@@ -81,12 +93,14 @@ class ChameleonDeployment:
     # ------------------------------------------------------------------ plan (dry run)
     def plan(self) -> dict[str, Any]:
         """What `up` would do, computed without touching the network."""
-        request = LeaseRequest.from_config(self.cfg)
+        # The per-user suffix needs Keystone: the dry run shows where it goes (or the recorded name).
+        name = self._st().get("name") or f"{self.cfg.deployment}-<user>"
+        request = LeaseRequest.from_config(self.cfg, name)
         admin = self.cfg.admin_cidr or "<public IPv4 of this machine>/32 (detected by `up`)"
-        tfvars = build_tfvars(self.cfg, admin, lease=None)
-        nodes = [f"{self.cfg.deployment}-server"]
-        nodes += [f"{self.cfg.deployment}-cpu-{i}" for i in range(self.cfg.cpu_agents.count)]
-        nodes += [f"{self.cfg.deployment}-gpu-{i}" for i in range(self.cfg.gpu_agents.count)]
+        tfvars = build_tfvars(self.cfg, admin, lease=None, name=name)
+        nodes = [f"{name}-server"]
+        nodes += [f"{name}-cpu-{i}" for i in range(self.cfg.cpu_agents.count)]
+        nodes += [f"{name}-gpu-{i}" for i in range(self.cfg.gpu_agents.count)]
         steps = [
             f"check OS_* credentials for {self.cfg.site}, terraform, keypair {self.cfg.key_name or '<unset>'} "
             f"and {self.cfg.ssh_private_key}",
@@ -136,7 +150,17 @@ class ChameleonDeployment:
     def up(self, progress: Callable[[str], None] | None = None) -> ClusterDescription:
         say = progress or (lambda message: console.print(f"[dim]…[/] {message}", highlight=False))
         admin_cidr = self._preflight()
-        self._update(deployment=self.cfg.deployment, site=self.cfg.site, root=self.root)
+        user_id = self.deps.lease_client.whoami()
+        name = unique_name(self.cfg.deployment, user_id)
+        st = self._st()
+        recorded = st.get("name")
+        if recorded is None and st.get("lease"):
+            name = recorded = st.get("deployment") or self.cfg.deployment  # recorded before names were per user
+        if recorded not in (None, name):
+            raise ChimlError(f"this CHIML_HOME holds deployment {recorded}, made with other credentials",
+                             hint="source the openrc of the user who made it, or use another CHIML_HOME")
+        self._update(deployment=self.cfg.deployment, name=name, user_id=user_id, site=self.cfg.site,
+                     root=self.workdir_name)
         created: list[str] = []
         try:
             lease = self._ensure_lease(created, say)
@@ -155,8 +179,8 @@ class ChameleonDeployment:
 
     def _ensure_lease(self, created: list[str], say: Callable[[str], None]) -> LeaseInfo:
         client = self.deps.lease_client
-        request = LeaseRequest.from_config(self.cfg)
         st = self._st()
+        request = LeaseRequest.from_config(self.cfg, st["name"])
         lease_id = (st.get("lease") or {}).get("id")
         if lease_id:
             found = client.status(lease_id)
@@ -174,7 +198,7 @@ class ChameleonDeployment:
             else:
                 say(f"lease {request.name} ({lease_id}) is {found[0]}: reusing it")
         if not lease_id:
-            existing = client.find_by_name(request.name)
+            existing = client.find_by_name(request.name, st["user_id"])
             if existing is not None:
                 lease_id = existing["id"]
                 say(f"adopting live lease {request.name} ({lease_id}) left by an earlier run")
@@ -191,9 +215,9 @@ class ChameleonDeployment:
         return info
 
     def _apply(self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]) -> dict:
-        Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform")
+        Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform", into=self.workdir_name)
         tf = self._terraform()
-        write_tfvars(self.tfvars_path, build_tfvars(self.cfg, admin_cidr, lease))
+        write_tfvars(self.tfvars_path, build_tfvars(self.cfg, admin_cidr, lease, name=self._st()["name"]))
         if not tf.has_resources():
             created.append("terraform")  # even a failed apply can leave resources: destroy on rollback
         self._update(terraform_dir=str(self.tf_dir), phase="terraform")
@@ -230,11 +254,11 @@ class ChameleonDeployment:
             poll_s=self.deps.k3s_poll_s,
             progress=say,
         )
-        want_gpu = {agent["name"] for agent in agents if agent.get("gpu")}
+        gpu_agents = {agent["name"]: agent["private_ip"] for agent in agents if agent.get("gpu")}
+        if gpu_agents:
+            say(f"checking the NVIDIA container runtime on {', '.join(gpu_agents)}")
+            check_gpu_runtimes(connector, gpu_agents)
         cluster = describe_cluster(nodes, self.kubeconfig_path, server["floating_ip"])
-        missing_gpu = sorted(want_gpu - {node.name for node in cluster.nodes if node.gpu})
-        if missing_gpu:
-            raise ChimlError(f"GPU nodes without the GPU label: {', '.join(missing_gpu)}")
         fetch_kubeconfig(connector, server["floating_ip"], self.cfg.deployment, self.kubeconfig_path)
         self._update(kubeconfig=str(self.kubeconfig_path), phase="k3s")
         say(f"k3s ready: {len(nodes)} nodes, {sum(n.gpu for n in cluster.nodes)} with GPUs")
@@ -298,7 +322,7 @@ class ChameleonDeployment:
         names = [n for n in names if n]
         lease = st.get("lease") or {}
         return (
-            f"This destroys deployment {st.get('deployment')} at {st.get('site')}: instances "
+            f"This destroys deployment {st.get('name') or st.get('deployment')} at {st.get('site')}: instances "
             f"{', '.join(names) or '(none recorded)'} with everything on their disks (the k3s cluster, "
             "its volumes, MLflow runs, models and data stored in it), the security group and network, "
             f"and deletes lease {lease.get('name') or '-'} ({lease.get('id') or 'none'}). This cannot be undone."
@@ -335,6 +359,10 @@ class ChameleonDeployment:
             lease_alive = found is not None and found[0] == "ACTIVE"
             say("terraform destroy" + ("" if lease_alive else " (lease over: instances already gone, no refresh)"))
             try:
+                if not lease_alive:
+                    # Blazar deleted the reserved floating IP with the lease, and the provider's
+                    # delete of the association fails on the 404: forget what went with the lease.
+                    tf.forget([a for a in tf.state_list() if _lease_bound(a)], progress=say)
                 tf.destroy(self.tfvars_path, progress=say, refresh=lease_alive)
             except ChimlError as err:
                 raise ChimlError(
@@ -349,6 +377,18 @@ class ChameleonDeployment:
         shutil.rmtree(self.dir, ignore_errors=True)
         say("everything on Chameleon is released")
         return True
+
+
+# Resource types whose object Blazar deletes itself at the end of the lease, and whose delete in
+# terraform-provider-openstack 3.3.2 does not tolerate it being gone already (instances and
+# ports do: their deletes treat a 404 as done).
+LEASE_BOUND_TYPES = ("openstack_networking_floatingip_associate_v2",)
+
+
+def _lease_bound(address: str) -> bool:
+    """Whether a state address (e.g. ``module.server.openstack_..._associate_v2.server``) is lease-bound."""
+    parts = address.split(".")
+    return any(kind in parts for kind in LEASE_BOUND_TYPES)
 
 
 def format_plan(plan: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,11 @@ from chiml.errors import ChimlError
 GPU_LABEL = "chiml.io/gpu"
 KUBECTL_NODES = "sudo k3s kubectl get nodes -o json"
 CLOUD_INIT_STATUS = "cloud-init status --format json || true"
+# The containerd configuration k3s generates at start; it holds an nvidia runtime only when
+# nvidia-container-runtime was on PATH then (the toolkit installed before k3s).
+K3S_CONTAINERD = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+NVIDIA_RUNTIME = re.compile(r"runtimes\.['\"]?nvidia['\"]?\]")
+FIND_NVIDIA_RUNTIME = "command -v nvidia-container-runtime"
 
 
 def _ready(node: dict[str, Any]) -> bool:
@@ -113,6 +119,39 @@ def _check_agent(connector: Connector, name: str, address: str) -> None:
         shell.close()
     if failure:
         raise ChimlError(f"cloud-init failed on {name}: {failure}")
+
+
+def check_gpu_runtimes(connector: Connector, gpu_agents: dict[str, str]) -> None:
+    """Check over SSH that every GPU agent can run GPU pods; raise naming each one that cannot.
+
+    Labels cannot tell: they come from the node's configuration, written before anything was
+    installed. What matters is that the toolkit's ``nvidia-container-runtime`` exists and that
+    k3s found it when it started, i.e. that its containerd configuration has the nvidia runtime.
+    """
+    problems: list[str] = []
+    for name, address in gpu_agents.items():
+        try:
+            shell = connector.connect(address)
+        except Exception as err:
+            problems.append(f"{name}: not reachable over SSH ({err.__class__.__name__})")
+            continue
+        try:
+            code, out, _ = shell.run(FIND_NVIDIA_RUNTIME, timeout=30)
+            if code != 0 or not out.strip():
+                problems.append(f"{name}: nvidia-container-runtime is not installed")
+            code, out, err_text = shell.run(f"sudo cat {K3S_CONTAINERD}", timeout=30)
+            if code != 0:
+                problems.append(f"{name}: cannot read {K3S_CONTAINERD} ({err_text.strip() or code})")
+            elif not NVIDIA_RUNTIME.search(out):
+                problems.append(f"{name}: k3s's containerd has no nvidia runtime (toolkit missing when k3s started)")
+        finally:
+            shell.close()
+    if problems:
+        raise ChimlError(
+            f"GPU nodes cannot run GPU pods: {'; '.join(problems)}",
+            hint="read /var/log/cloud-init-output.log on the node (`ssh -F <CHIML_HOME>/chameleon/ssh_config "
+            "<node>`); after fixing the toolkit, `sudo systemctl restart k3s-agent` rewrites containerd's config",
+        )
 
 
 def fetch_kubeconfig(connector: Connector, floating_ip: str, context: str, dest: Path) -> Path:

@@ -15,6 +15,7 @@ back to reservations by what they select, which must therefore be unique per res
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -58,7 +59,8 @@ class LeaseRequest:
     floating_ips: int = 1
 
     @classmethod
-    def from_config(cls, cfg: ChameleonConfig) -> LeaseRequest:
+    def from_config(cls, cfg: ChameleonConfig, name: str | None = None) -> LeaseRequest:
+        """The request for ``cfg``; ``name`` is the deployment's unique name (see :func:`unique_name`)."""
         merged: dict[tuple[str, str], list[Any]] = {}
         for group in GROUPS:
             node_group = getattr(cfg, group)
@@ -74,7 +76,7 @@ class LeaseRequest:
         for spec in specs:
             if spec.kind == "node_name" and spec.amount != 1:
                 raise ChimlError(f"host {spec.value} is named by more than one node group: each needs its own host")
-        return cls(name=cfg.deployment, site=cfg.site, hours=cfg.lease_hours, reservations=specs)
+        return cls(name=name or cfg.deployment, site=cfg.site, hours=cfg.lease_hours, reservations=specs)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +131,17 @@ class LeaseInfo:
         )
 
 
+def unique_name(deployment: str, user_id: str) -> str:
+    """The name of a deployment's lease and resources: the configured name plus a per-user suffix.
+
+    Members of one project see each other's leases, security groups and instances, and two of
+    them keeping the default ``deployment`` would collide (Nova refuses duplicate security group
+    names with a 409, and a lease found by name could be a teammate's). Blazar leases cannot be
+    tagged, so the name is the marker, checked together with the lease's ``user_id``.
+    """
+    return f"{deployment}-{hashlib.sha256(user_id.encode()).hexdigest()[:6]}"
+
+
 def _parse_blazar_date(value: str) -> datetime:
     for fmt in (BLAZAR_DATE, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
         try:
@@ -179,6 +192,20 @@ def _error_reason(lease_json: dict[str, Any]) -> str:
     return "; ".join(parts) or "Blazar gives no further reason"
 
 
+def _requested_flavor(reservation: dict[str, Any]) -> str | None:
+    """The flavor a flavor reservation was made for, by name.
+
+    Blazar's flavor plugin creates a private flavor per reservation (its id is the reservation
+    id) and overwrites the reservation's ``flavor_id`` with it; the requested flavor survives
+    only in ``resource_properties``, as the JSON of Nova's flavor (``id``, ``name``, ...).
+    """
+    try:
+        source = json.loads(reservation.get("resource_properties") or "{}")
+    except (TypeError, ValueError):
+        return None
+    return source.get("name") if isinstance(source, dict) else None
+
+
 class LeaseClient:
     """The python-chi / Blazar boundary. Every OpenStack call chiml makes for leases is here."""
 
@@ -211,14 +238,29 @@ class LeaseClient:
         message = str(err).strip() or err.__class__.__name__
         return ChimlError(f"Blazar failed {doing}: {message}", hint=explain_auth_failure(message))
 
-    def find_by_name(self, name: str) -> dict[str, Any] | None:
-        """A live (not TERMINATED/DELETED) lease with this name, e.g. left by an interrupted `up`."""
+    def whoami(self) -> str:
+        """The Keystone user id the credentials authenticate as (one token request)."""
+        import chi.context
+
+        try:
+            user_id = chi.context.session().get_user_id()
+        except Exception as err:
+            raise ChimlError(f"cannot authenticate to Keystone: {err}",
+                             hint=explain_auth_failure(str(err))) from None
+        if not user_id:
+            raise ChimlError("Keystone returned no user id for these credentials")
+        return str(user_id)
+
+    def find_by_name(self, name: str, user_id: str) -> dict[str, Any] | None:
+        """A live (not TERMINATED/DELETED) lease of ``user_id`` with this name, e.g. left by an
+        interrupted `up`. Leases of other project members are never returned, whatever their name."""
         try:
             leases = self._blazar().lease.list()
         except Exception as err:
             raise self._wrap(err, "listing leases") from None
         gone = ("TERMINATED", "DELETED")
-        live = [lease for lease in leases if lease.get("name") == name and lease.get("status") not in gone]
+        live = [lease for lease in leases if lease.get("name") == name and lease.get("status") not in gone
+                and lease.get("user_id") == user_id]
         if len(live) > 1:
             ids = ", ".join(lease["id"] for lease in live)
             raise ChimlError(f"several live leases are named {name}: {ids}", hint="delete the extra ones in the GUI")
@@ -297,9 +339,7 @@ class LeaseClient:
         flavors = [r for r in raw.get("reservations") or [] if r.get("resource_type") == "flavor:instance"]
         for spec in request.reservations:
             if spec.kind == "flavor":
-                # Blazar keeps the requested flavor's id on the reservation: resolve our name to it.
-                flavor_id = self._flavor_id(spec.value)
-                match = [r for r in flavors if r.get("flavor_id") == flavor_id]
+                match = [r for r in flavors if _requested_flavor(r) == spec.value]
             else:
                 needle = json.dumps(["==", f"${spec.kind}", spec.value])
                 match = [r for r in hosts if needle in str(r.get("resource_properties", ""))]
@@ -325,15 +365,6 @@ class LeaseClient:
             raise ChimlError(f"lease {info.name} is ACTIVE but holds no floating IP")
         info.floating_ip = addresses[0]
         return info
-
-    @staticmethod
-    def _flavor_id(name: str) -> str:
-        from chi import server
-
-        try:
-            return str(server.get_flavor(name).id)
-        except Exception as err:
-            raise ChimlError(f"flavor {name!r} not found at this site: {err}") from None
 
     def status(self, lease_id: str) -> tuple[str, str | None] | None:
         """(status, end ISO) or None when Blazar no longer knows the lease."""

@@ -58,16 +58,17 @@ class Terraform:
             raise ChimlError("terraform not found on PATH", hint="`make tools` installs the pinned terraform")
 
     @staticmethod
-    def prepare(source: Path, root: str, base: Path) -> Path:
-        """Copy the root configuration and the modules it uses into the deployment's workdir.
+    def prepare(source: Path, root: str, base: Path, into: str | None = None) -> Path:
+        """Copy the root configuration and the modules it uses into the deployment's workdir
+        (``base/<into>``, by default ``base/<root>``).
 
         Copying (not pointing at the source tree) keeps .terraform/ and the state out of git and
         lets a later checkout change the modules without touching a running deployment until the
         next `up`. The relative module paths (../modules) keep working.
         """
         base.mkdir(parents=True, exist_ok=True)
-        for name in (root, "modules"):
-            target = base / name
+        for name, dest in ((root, into or root), ("modules", "modules")):
+            target = base / dest
             if target.exists():
                 # Refresh the configuration only: keep .terraform/, the lock file and the state.
                 for child in target.rglob("*"):
@@ -77,7 +78,7 @@ class Terraform:
             # Never carry over what a hand-run `terraform init/apply` left in the source tree.
             ignore = shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", "*.tfvars*", "*.tfplan")
             shutil.copytree(source / name, target, dirs_exist_ok=True, ignore=ignore)
-        return base / root
+        return base / (into or root)
 
     def _run(self, args: list[str], progress: Progress | None = None, stream_json: bool = True) -> TerraformResult:
         cmd = [self.binary, *args]
@@ -159,6 +160,24 @@ class Terraform:
         if not refresh:
             args.append("-refresh=false")
         return self._check("destroy", self._run(args, progress))
+
+    def state_list(self) -> list[str]:
+        """Addresses of every resource instance in the state (`terraform state list`)."""
+        if not self.has_resources():
+            return []  # the real command fails without a state file
+        result = self._check("state list", self._run(["state", "list"], stream_json=False))
+        return [line.strip() for line in result.plain.splitlines() if line.strip()]
+
+    def forget(self, addresses: list[str], progress: Progress | None = None) -> None:
+        """Drop resources from the state without touching them (`terraform state rm`).
+
+        For what Blazar removes by itself when a lease ends: destroying it afterwards fails.
+        """
+        if not addresses:
+            return
+        if progress:
+            progress(f"terraform state rm {' '.join(addresses)} (removed by Blazar with the lease)")
+        self._check("state rm", self._run(["state", "rm", *addresses], stream_json=False))
 
     def output(self) -> dict[str, Any]:
         result = self._check("output", self._run(["output", "-json"], stream_json=False))

@@ -1,4 +1,4 @@
-"""chiml.yaml + the lease -> the Terraform variables of the bare-metal or KVM root configuration.
+"""chiml.yaml + the lease -> the Terraform variables of the root configuration (terraform/cluster).
 
 Users never edit tfvars: this is the only place they are written. Keys must match the root
 configuration's variables exactly (a test parses the HCL and checks both directions).
@@ -27,12 +27,21 @@ def terraform_source_dir() -> Path:
     return root / "terraform"
 
 
+ROOT = "cluster"  # terraform/cluster: the one root configuration, bare metal and KVM@TACC alike
+
+
 def root_config_name(cfg: ChameleonConfig) -> str:
-    return "kvm" if cfg.is_kvm else "baremetal"
+    """The root configuration under terraform/ (one for every site: the lease decides the hardware)."""
+    return ROOT
 
 
-def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None) -> dict[str, Any]:
-    """The variables for ``terraform/<root>``; without a lease (dry run) its values are placeholders."""
+def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None, name: str | None = None
+                 ) -> dict[str, Any]:
+    """The variables for ``terraform/<root>``; without a lease (dry run) its values are placeholders.
+
+    ``name`` is the deployment's unique name (configured name + per-user suffix), which prefixes
+    every resource Terraform creates.
+    """
     def from_lease(mapping: dict[str, str] | None, group: str) -> str | None:
         if getattr(cfg, group).count == 0:
             return None
@@ -44,7 +53,7 @@ def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None)
     flavors = lease.flavors if lease else None
     values: dict[str, Any] = {
         "region": cfg.site,
-        "deployment": cfg.deployment,
+        "deployment": name or cfg.deployment,
         "key_name": cfg.key_name,
         "admin_cidr": admin_cidr,
         "network_name": cfg.network,
@@ -58,14 +67,10 @@ def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None)
         "nvidia_toolkit_version": cfg.nvidia_toolkit_version,
         "registry_mirror": cfg.registry_mirror,
     }
-    if cfg.is_kvm:
-        values["server_flavor_id"] = from_lease(flavors, "server")
-        values["cpu_agent_flavor_id"] = from_lease(flavors, "cpu_agents")
-        values["gpu_agent_flavor_id"] = from_lease(flavors, "gpu_agents")
-    else:
-        values["server_reservation_id"] = from_lease(reservations, "server")
-        values["cpu_agent_reservation_id"] = from_lease(reservations, "cpu_agents")
-        values["gpu_agent_reservation_id"] = from_lease(reservations, "gpu_agents")
+    # KVM@TACC schedules on the reserved flavor, bare metal on the reservation hint: the other is null.
+    for group, prefix in (("server", "server"), ("cpu_agents", "cpu_agent"), ("gpu_agents", "gpu_agent")):
+        values[f"{prefix}_flavor_id"] = from_lease(flavors, group) if cfg.is_kvm else None
+        values[f"{prefix}_reservation_id"] = None if cfg.is_kvm else from_lease(reservations, group)
     return values
 
 

@@ -8,7 +8,6 @@ layer (:func:`chiml.kube.installer.install_platform`).
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -126,8 +125,8 @@ class ChameleonProfile(Profile):
         url = cluster["api_endpoint"]
         host = url.split("//", 1)[1].rsplit(":", 1)[0]
         try:
-            with socket.create_connection((host, 6443), timeout=3):
-                reachable = True
+            self.deployment.deps.tcp_connect(host, 6443)
+            reachable = True
         except OSError as err:
             reachable = False
             reason = err.__class__.__name__

@@ -12,7 +12,6 @@ locals {
 
   user_data = templatefile("${path.module}/templates/agent.cloud-init.yaml.tftpl", {
     k3s_config      = yamlencode(local.k3s_config)
-    k3s_version     = var.k3s_version
     registry_mirror = var.registry_mirror
     gpu             = var.gpu
     # templatefile() cannot be nested inside a template: render the scripts here.
@@ -23,6 +22,10 @@ locals {
     })
     nvidia_toolkit_script = templatefile("${path.module}/templates/nvidia-toolkit.sh.tftpl", {
       version = var.nvidia_toolkit_version
+    })
+    bootstrap_script = templatefile("${path.module}/templates/bootstrap.sh.tftpl", {
+      k3s_version = var.k3s_version
+      gpu         = var.gpu
     })
   })
 }
@@ -38,7 +41,8 @@ resource "openstack_compute_instance_v2" "agent" {
   security_groups = var.security_group_names
   user_data       = local.user_data
   metadata = {
-    "chiml-role" = var.gpu ? "gpu-agent" : "cpu-agent"
+    "chiml-role"       = var.gpu ? "gpu-agent" : "cpu-agent"
+    "chiml-deployment" = var.deployment
   }
 
   network {
@@ -56,6 +60,11 @@ resource "openstack_compute_instance_v2" "agent" {
 
   lifecycle {
     ignore_changes = [user_data]
+
+    precondition {
+      condition     = (var.reservation_id == null) != (var.flavor_id == null)
+      error_message = "Agents need exactly one of reservation_id (bare metal) and flavor_id (the reserved flavor on KVM@TACC)."
+    }
 
     precondition {
       condition     = !var.gpu || can(regex("-CUDA$", var.image_name))

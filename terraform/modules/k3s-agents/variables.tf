@@ -101,6 +101,11 @@ variable "security_group_names" {
   default     = []
 }
 
+variable "deployment" {
+  type        = string
+  description = "Unique name of the deployment (per user): recorded in the instance metadata so that its resources can be told apart."
+}
+
 variable "k3s_version" {
   type        = string
   description = "Pinned k3s release (also selects the install script at that tag)."

@@ -13,13 +13,15 @@ locals {
 
   user_data = templatefile("${path.module}/templates/server.cloud-init.yaml.tftpl", {
     k3s_config      = yamlencode(local.k3s_config)
-    k3s_version     = var.k3s_version
     registry_mirror = var.registry_mirror
-    # templatefile() cannot be nested inside a template: render the script here.
+    # templatefile() cannot be nested inside a template: render the scripts here.
     firewall_script = templatefile("${path.module}/templates/firewall.sh.tftpl", {
       cluster_cidr = var.cluster_cidr
       admin_cidr   = var.admin_cidr
       admin_ports  = [22, 6443]
+    })
+    bootstrap_script = templatefile("${path.module}/templates/bootstrap.sh.tftpl", {
+      k3s_version = var.k3s_version
     })
   })
 }
@@ -32,20 +34,32 @@ resource "openstack_networking_floatingip_v2" "allocated" {
   description = "chiml k3s server ${var.name}"
 }
 
+# The server's port is created first, so its address is known before the instance exists: the
+# agents join https://<this address>:6443 and are created in parallel with the server instead
+# of waiting until it is ACTIVE (10-20 minutes on bare metal). Security groups go on the port
+# (the provider ignores an instance's security_groups for networks attached by port).
+resource "openstack_networking_port_v2" "server" {
+  name               = var.name
+  network_id         = var.network_id
+  admin_state_up     = true
+  security_group_ids = var.security_group_ids
+  tags               = var.tags
+}
+
 resource "openstack_compute_instance_v2" "server" {
-  name            = var.name
-  image_name      = var.image_name
-  flavor_id       = var.flavor_id
-  flavor_name     = var.flavor_id == null ? var.flavor_name : null
-  key_pair        = var.key_name
-  security_groups = var.security_group_names
-  user_data       = local.user_data
+  name        = var.name
+  image_name  = var.image_name
+  flavor_id   = var.flavor_id
+  flavor_name = var.flavor_id == null ? var.flavor_name : null
+  key_pair    = var.key_name
+  user_data   = local.user_data
   metadata = {
-    "chiml-role" = "server"
+    "chiml-role"       = "server"
+    "chiml-deployment" = var.deployment
   }
 
   network {
-    uuid = var.network_id
+    port = openstack_networking_port_v2.server.id
   }
 
   # Bare metal: the host must come from the lease's node reservation.
@@ -61,16 +75,19 @@ resource "openstack_compute_instance_v2" "server" {
   lifecycle {
     # A changed cloud-init must not silently rebuild a bare-metal node (and lose its data).
     ignore_changes = [user_data]
+
+    precondition {
+      condition     = (var.reservation_id == null) != (var.flavor_id == null)
+      error_message = "The server needs exactly one of reservation_id (bare metal) and flavor_id (the reserved flavor on KVM@TACC)."
+    }
   }
 }
 
-data "openstack_networking_port_v2" "server" {
-  device_id  = openstack_compute_instance_v2.server.id
-  network_id = var.network_id
-}
-
 # Provider 3.x removed openstack_compute_floatingip_associate_v2: associate through Neutron.
+# Associated once the instance is up (a port without a bound device has no route yet).
 resource "openstack_networking_floatingip_associate_v2" "server" {
   floating_ip = local.floating_ip
-  port_id     = data.openstack_networking_port_v2.server.id
+  port_id     = openstack_networking_port_v2.server.id
+
+  depends_on = [openstack_compute_instance_v2.server]
 }

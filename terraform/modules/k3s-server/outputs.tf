@@ -9,8 +9,8 @@ output "name" {
 }
 
 output "private_ip" {
-  description = "Address of the server on the node network; agents join https://<private_ip>:6443."
-  value       = openstack_compute_instance_v2.server.access_ip_v4
+  description = "Address of the server's port on the node network, known before the instance exists; agents join https://<private_ip>:6443."
+  value       = openstack_networking_port_v2.server.all_fixed_ips[0]
 }
 
 output "floating_ip" {

@@ -57,9 +57,20 @@ variable "network_id" {
   description = "Network the server is attached to (sharednet1 or the private network)."
 }
 
-variable "security_group_names" {
+variable "security_group_ids" {
   type        = list(string)
-  description = "Security groups attached to the server (enforced on KVM)."
+  description = "Security groups of the server's port (enforced on KVM)."
+  default     = []
+}
+
+variable "deployment" {
+  type        = string
+  description = "Unique name of the deployment (per user): recorded in the instance metadata so that its resources can be told apart."
+}
+
+variable "tags" {
+  type        = list(string)
+  description = "Neutron tags of the server's port (chiml marks what it created)."
   default     = []
 }
 

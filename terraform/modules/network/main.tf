@@ -9,6 +9,7 @@ data "openstack_networking_network_v2" "external" {
 resource "openstack_networking_network_v2" "this" {
   name           = var.name
   admin_state_up = true
+  tags           = var.tags
 }
 
 resource "openstack_networking_subnet_v2" "this" {
@@ -17,12 +18,14 @@ resource "openstack_networking_subnet_v2" "this" {
   cidr            = var.cidr
   ip_version      = 4
   dns_nameservers = var.dns_nameservers
+  tags            = var.tags
 }
 
 resource "openstack_networking_router_v2" "this" {
   name                = var.name
   admin_state_up      = true
   external_network_id = data.openstack_networking_network_v2.external.id
+  tags                = var.tags
 }
 
 resource "openstack_networking_router_interface_v2" "this" {

@@ -30,3 +30,9 @@ variable "dns_nameservers" {
   description = "DNS servers handed out by the subnet's DHCP."
   default     = ["8.8.8.8", "8.8.4.4"]
 }
+
+variable "tags" {
+  type        = list(string)
+  description = "Neutron tags marking what chiml created (so that only those are ever adopted or deleted)."
+  default     = []
+}

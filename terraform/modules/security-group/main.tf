@@ -5,6 +5,7 @@ resource "openstack_networking_secgroup_v2" "this" {
   name                 = var.name
   description          = "chiml k3s cluster: SSH and the Kubernetes API from the admin CIDR, HTTP(S) ingress, all traffic between members"
   delete_default_rules = false
+  tags                 = var.tags
 }
 
 # SSH and the Kubernetes API only from the operator's address.

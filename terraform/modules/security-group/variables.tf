@@ -28,3 +28,9 @@ variable "ingress_cidr" {
     error_message = "ingress_cidr must be an IPv4 CIDR."
   }
 }
+
+variable "tags" {
+  type        = list(string)
+  description = "Neutron tags marking what chiml created (so that only those are ever adopted or deleted)."
+  default     = []
+}

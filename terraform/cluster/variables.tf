@@ -1,22 +1,22 @@
 variable "region" {
   type        = string
-  description = "Chameleon bare-metal site (OpenStack region)."
+  description = "Chameleon site (OpenStack region): CHI@UC or CHI@TACC (bare metal), KVM@TACC (VMs)."
   default     = "CHI@UC"
 
   validation {
-    condition     = contains(["CHI@UC", "CHI@TACC"], var.region)
-    error_message = "region must be CHI@UC or CHI@TACC (KVM@TACC has its own root configuration)."
+    condition     = contains(["CHI@UC", "CHI@TACC", "KVM@TACC"], var.region)
+    error_message = "region must be CHI@UC, CHI@TACC or KVM@TACC."
   }
 }
 
 variable "deployment" {
   type        = string
-  description = "Deployment name: prefix of every instance, the security group and the private network."
+  description = "Unique deployment name (chiml derives it from the configured name and the user): prefix of every instance, the security group, the port and the private network."
   default     = "chiml"
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,39}$", var.deployment))
-    error_message = "deployment must be lower-case letters, digits and dashes, at most 40 characters."
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,46}$", var.deployment))
+    error_message = "deployment must be lower-case letters, digits and dashes, at most 47 characters (chiml appends a per-user suffix to the configured name)."
   }
 }
 
@@ -71,11 +71,23 @@ variable "gpu_image" {
 
 variable "server_reservation_id" {
   type        = string
-  description = "Blazar node reservation the k3s server is scheduled on."
+  description = "Bare metal: Blazar node reservation the k3s server is scheduled on (null on KVM@TACC)."
+  default     = null
 
   validation {
-    condition     = can(regex("^[0-9a-f-]{36}$", var.server_reservation_id))
+    condition     = var.server_reservation_id == null || can(regex("^[0-9a-f-]{36}$", coalesce(var.server_reservation_id, "x")))
     error_message = "server_reservation_id must be a UUID."
+  }
+}
+
+variable "server_flavor_id" {
+  type        = string
+  description = "KVM@TACC: ID of the reserved flavor (from the lease's flavor reservation) of the k3s server (null on bare metal)."
+  default     = null
+
+  validation {
+    condition     = var.server_flavor_id == null || can(regex("^[0-9a-zA-Z-]+$", coalesce(var.server_flavor_id, "x")))
+    error_message = "server_flavor_id must be a flavor ID."
   }
 }
 
@@ -92,8 +104,19 @@ variable "cpu_agent_count" {
 
 variable "cpu_agent_reservation_id" {
   type        = string
-  description = "Blazar node reservation of the CPU agents (null when there are none)."
+  description = "Bare metal: Blazar node reservation of the CPU agents (null when there are none, and on KVM@TACC)."
   default     = null
+}
+
+variable "cpu_agent_flavor_id" {
+  type        = string
+  description = "KVM@TACC: ID of the reserved flavor of the CPU agents (null when there are none, and on bare metal)."
+  default     = null
+
+  validation {
+    condition     = var.cpu_agent_flavor_id == null || can(regex("^[0-9a-zA-Z-]+$", coalesce(var.cpu_agent_flavor_id, "x")))
+    error_message = "cpu_agent_flavor_id must be a flavor ID."
+  }
 }
 
 variable "gpu_agent_count" {
@@ -109,8 +132,19 @@ variable "gpu_agent_count" {
 
 variable "gpu_agent_reservation_id" {
   type        = string
-  description = "Blazar node reservation of the GPU agents (null when there are none)."
+  description = "Bare metal: Blazar node reservation of the GPU agents (null when there are none, and on KVM@TACC)."
   default     = null
+}
+
+variable "gpu_agent_flavor_id" {
+  type        = string
+  description = "KVM@TACC: ID of the reserved flavor of the GPU agents (null when there are none, and on bare metal)."
+  default     = null
+
+  validation {
+    condition     = var.gpu_agent_flavor_id == null || can(regex("^[0-9a-zA-Z-]+$", coalesce(var.gpu_agent_flavor_id, "x")))
+    error_message = "gpu_agent_flavor_id must be a flavor ID."
+  }
 }
 
 variable "floating_ip_address" {

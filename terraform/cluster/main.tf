@@ -1,5 +1,9 @@
-# Bare-metal k3s cluster on CHI@UC / CHI@TACC. The Blazar lease is made outside Terraform (the
-# provider has no Blazar resource): chiml passes the reservation IDs and the reserved floating IP.
+# k3s cluster on Chameleon: bare metal at CHI@UC / CHI@TACC, VMs at KVM@TACC. The Blazar lease is
+# made outside Terraform (the provider has no Blazar resource): chiml passes, per node group, the
+# node reservation ID (bare metal: the `reservation` scheduler hint, flavor `baremetal`) or the
+# reserved flavor's ID (KVM@TACC, where a flavor reservation is required since 2025), and the
+# reserved floating IP. KVM enforces security groups (all inbound blocked by default); bare-metal
+# images run firewalld, configured by cloud-init with the same policy.
 
 data "openstack_networking_network_v2" "shared" {
   count = var.private_network ? 0 : 1
@@ -16,9 +20,13 @@ module "network" {
   count  = var.private_network ? 1 : 0
 
   name = var.deployment
+  tags = local.tags
 }
 
 locals {
+  # chiml marks every Neutron resource it creates; var.deployment is already unique per user.
+  tags = ["chiml", "chiml-deployment=${var.deployment}"]
+
   network_id   = var.private_network ? module.network[0].network_id : data.openstack_networking_network_v2.shared[0].id
   cluster_cidr = var.private_network ? module.network[0].subnet_cidr : data.openstack_networking_subnet_v2.shared[0].cidr
 }
@@ -33,24 +41,28 @@ module "security_group" {
 
   name       = var.deployment
   admin_cidr = var.admin_cidr
+  tags       = local.tags
 }
 
 module "server" {
   source = "../modules/k3s-server"
 
-  name                 = "${var.deployment}-server"
-  image_name           = var.image
-  flavor_name          = "baremetal"
-  reservation_id       = var.server_reservation_id
-  key_name             = var.key_name
-  network_id           = local.network_id
-  security_group_names = [module.security_group.name]
-  floating_ip_address  = var.floating_ip_address
-  k3s_version          = var.k3s_version
-  k3s_token            = random_password.k3s_token.result
-  cluster_cidr         = local.cluster_cidr
-  admin_cidr           = var.admin_cidr
-  registry_mirror      = var.registry_mirror
+  name                = "${var.deployment}-server"
+  image_name          = var.image
+  flavor_name         = "baremetal"
+  reservation_id      = var.server_reservation_id
+  flavor_id           = var.server_flavor_id
+  key_name            = var.key_name
+  network_id          = local.network_id
+  security_group_ids  = [module.security_group.id]
+  deployment          = var.deployment
+  tags                = local.tags
+  floating_ip_address = var.floating_ip_address
+  k3s_version         = var.k3s_version
+  k3s_token           = random_password.k3s_token.result
+  cluster_cidr        = local.cluster_cidr
+  admin_cidr          = var.admin_cidr
+  registry_mirror     = var.registry_mirror
 
   depends_on = [module.network]
 }
@@ -63,8 +75,10 @@ module "cpu_agents" {
   image_name           = var.image
   flavor_name          = "baremetal"
   reservation_id       = var.cpu_agent_reservation_id
+  flavor_id            = var.cpu_agent_flavor_id
   key_name             = var.key_name
   network_id           = local.network_id
+  deployment           = var.deployment
   security_group_names = [module.security_group.name]
   server_url           = "https://${module.server.private_ip}:6443"
   k3s_version          = var.k3s_version
@@ -83,8 +97,10 @@ module "gpu_agents" {
   image_name             = var.gpu_image
   flavor_name            = "baremetal"
   reservation_id         = var.gpu_agent_reservation_id
+  flavor_id              = var.gpu_agent_flavor_id
   key_name               = var.key_name
   network_id             = local.network_id
+  deployment             = var.deployment
   security_group_names   = [module.security_group.name]
   server_url             = "https://${module.server.private_ip}:6443"
   k3s_version            = var.k3s_version
