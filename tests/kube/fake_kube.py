@@ -361,7 +361,8 @@ def _invalid(kind: str, name: str, body: dict[str, Any]) -> None:
 class PodScript:
     """What the container of each Job pod will do, as the kubelet would report it.
 
-    outcome: succeeded | failed (``exit_code``) | oom | evicted | image-pull | running (never ends).
+    outcome: succeeded | failed (``exit_code``) | oom | evicted | deadline (activeDeadlineSeconds
+    passed) | image-pull | running (never ends).
     """
 
     outcome: str = "succeeded"
@@ -441,6 +442,10 @@ class FakeJobCluster:
         if outcome == "succeeded":
             status["phase"] = "Succeeded"
             status["containerStatuses"] = [_container_status("train", image, terminated=(0, "Completed"))]
+        elif outcome == "deadline":  # activeDeadlineSeconds passed: the Job controller kills the pod
+            status.update(phase="Failed", reason="DeadlineExceeded",
+                          message="Pod was active on the node longer than the specified deadline")
+            status["containerStatuses"] = [_container_status("train", image, terminated=(143, "Error"))]
         elif outcome == "evicted":
             status.update(phase="Failed", reason="Evicted",
                           message="The node was low on resource: memory. Threshold quantity: 100Mi.")
@@ -453,7 +458,8 @@ class FakeJobCluster:
         if status["phase"] == "Succeeded":
             job["status"] = {"succeeded": 1, "conditions": [_condition("SuccessCriteriaMet"), _condition("Complete")]}
         else:
-            why = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            why = (("DeadlineExceeded", "Job was active longer than specified deadline") if outcome == "deadline"
+                   else ("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
             job["status"] = {"failed": 1, "conditions": [_condition("FailureTarget", *why), _condition("Failed", *why)]}
 
 

@@ -164,6 +164,7 @@ def test_the_largest_allowed_package_fits_a_config_map() -> None:
 
     limit = TrainingConfig.model_fields["code_limit_bytes"].metadata
     most = max(getattr(m, "le", 0) or 0 for m in limit)
+    assert most >= 700 * 1024
     core = FakeCoreV1Api()
     core.namespaces["chiml"] = None  # type: ignore[assignment]
     core.create_namespaced_config_map("chiml", jobs.config_map(make_job(code=b"x" * most)))

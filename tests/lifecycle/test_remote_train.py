@@ -139,6 +139,15 @@ def test_pod_failures_are_one_line_errors(
     assert expected in info.data.tags["chiml.error"]
 
 
+def test_timeout_is_the_jobs_deadline_and_a_killed_run(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("deadline", logs="epoch 1\n"))
+    with pytest.raises(RemoteRunFailed, match="DeadlineExceeded") as err:
+        run(platform, cluster, project, timeout=30)
+    assert cluster.batch.created[0]["spec"]["activeDeadlineSeconds"] == 30
+    cluster.assert_nothing_left()
+    assert mlflow_run(platform, err.value.result.run_id).info.status == "KILLED"
+
+
 def test_gpu_request_without_a_gpu_node_fails_clearly(platform: LifecyclePlatform, project: Path) -> None:
     cluster = Cluster(PodScript("succeeded"))
     with pytest.raises(RemoteRunFailed) as err:
