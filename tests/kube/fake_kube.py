@@ -362,7 +362,7 @@ class PodScript:
     """What the container of each Job pod will do, as the kubelet would report it.
 
     outcome: succeeded | failed (``exit_code``) | oom | evicted | deadline (activeDeadlineSeconds
-    passed) | image-pull | running (never ends).
+    passed) | image-pull | init-failed (the last init container exits 1) | running (never ends).
     """
 
     outcome: str = "succeeded"
@@ -431,6 +431,16 @@ class FakeJobCluster:
             status["initContainerStatuses"] = [_container_status("unpack", image, waiting=(
                 reason, f'Back-off pulling image "{image}"' if reason == "ImagePullBackOff"
                 else f'failed to pull and unpack image "{image}": not found'))]
+            return
+        if outcome == "init-failed":  # the last init container exits non-zero: the pod fails, train never starts
+            inits = pod["spec"]["initContainers"]
+            status["phase"] = "Failed"
+            status["initContainerStatuses"] = [
+                _container_status(c["name"], image, terminated=(0 if c is not inits[-1] else 1, "Error")) for c in inits
+            ]
+            status["containerStatuses"] = [_container_status("train", image, waiting=("PodInitializing", None))]
+            why = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            job["status"] = {"failed": 1, "conditions": [_condition("FailureTarget", *why), _condition("Failed", *why)]}
             return
         if entry["step"] == 1:
             status["containerStatuses"] = [_container_status("train", image, waiting=("PodInitializing", None))]

@@ -47,9 +47,9 @@ def terraform_gpu_labels() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------- the Job
-@pytest.mark.parametrize("gpus", [0, 2])
-def test_job_and_config_map_are_schema_valid(gpus: int) -> None:
-    for obj in jobs.objects(make_job(gpus=gpus, timeout=90.5)):
+@pytest.mark.parametrize(("gpus", "requirements"), [(0, False), (2, True)])
+def test_job_and_config_map_are_schema_valid(gpus: int, requirements: bool) -> None:
+    for obj in jobs.objects(make_job(gpus=gpus, timeout=90.5, requirements=requirements)):
         validate(obj)
     validate(jobs.config_map(make_job(), owner_uid="0b1c-uid"))
 
@@ -66,6 +66,20 @@ def test_job_runs_the_script_like_local_train() -> None:
     assert spec["ttlSecondsAfterFinished"] == 3600
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     assert "activeDeadlineSeconds" not in spec
+
+
+def test_requirements_are_installed_before_the_script_and_on_its_path() -> None:
+    pod = jobs.job_object(make_job(requirements=True))["spec"]["template"]["spec"]
+    unpack, install = pod["initContainers"]
+    assert unpack["name"] == "unpack"  # the code is there before pip reads requirements.txt
+    assert install["command"][:4] == ["python", "-m", "pip", "install"]
+    assert install["command"][-2:] == ["-r", f"{jobs.WORKDIR}/requirements.txt"]
+    target = install["command"][install["command"].index("--target") + 1]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["PYTHONPATH"] == target
+    plain = jobs.job_object(make_job())["spec"]["template"]["spec"]
+    assert [c["name"] for c in plain["initContainers"]] == ["unpack"]
+    assert "PYTHONPATH" not in {e["name"] for e in plain["containers"][0]["env"]}
 
 
 def test_timeout_becomes_the_active_deadline() -> None:

@@ -103,11 +103,30 @@ def test_success_streams_logs_and_cleans_up(platform: LifecyclePlatform, project
     archive = base64.b64decode(cm["binaryData"][jobs.CODE_KEY])
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         assert sorted(tar.getnames()) == ["helpers.py", "train.py"]
+    assert [c["name"] for c in job["spec"]["template"]["spec"]["initContainers"]] == ["unpack"]
     run_info = mlflow_run(platform, result.run_id)
     assert run_info.info.status == "FINISHED"
     assert run_info.data.tags["chiml.exit_code"] == "0"
     logged = mlflow_server.client(platform.tracking_uri).download_artifacts(result.run_id, "logs/pod.txt")
     assert Path(logged).read_text() == LOGS
+
+
+def test_a_requirements_file_beside_the_script_is_installed(platform: LifecyclePlatform, project: Path) -> None:
+    (project / "requirements.txt").write_text("tqdm==4.67.1\n")
+    cluster = Cluster(PodScript("succeeded"))
+    assert run(platform, cluster, project).status == "FINISHED"
+    inits = cluster.batch.created[0]["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["unpack", "requirements"]
+    cluster.assert_nothing_left()
+
+
+def test_a_failing_requirements_install_is_one_line_naming_it(platform: LifecyclePlatform, project: Path) -> None:
+    (project / "requirements.txt").write_text("no-such-package==0.0.0\n")
+    cluster = Cluster(PodScript("init-failed"))
+    with pytest.raises(RemoteRunFailed, match="init container requirements exited with status 1") as err:
+        run(platform, cluster, project)
+    cluster.assert_nothing_left()
+    assert mlflow_run(platform, err.value.result.run_id).info.status == "FAILED"
 
 
 def test_non_zero_exit_is_a_failed_run(platform: LifecyclePlatform, project: Path) -> None:

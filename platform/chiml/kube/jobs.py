@@ -41,6 +41,9 @@ CODE_KEY = "code.tar.gz"
 CODE_MOUNT = "/chiml/code"
 WORKDIR = "/workspace"
 IGNORE_FILE = ".chimlignore"
+# A project's extra pip requirements, installed by an init container into the workspace.
+REQUIREMENTS = "requirements.txt"
+DEPS_DIR = f"{WORKDIR}/.chiml-deps"
 # Never worth shipping: caches, VCS metadata, virtual environments.
 ALWAYS_IGNORED = (".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".ipynb_checkpoints/", "mlruns/")
 
@@ -144,6 +147,12 @@ def package_folder(folder: Path, limit: int) -> bytes:
     return data
 
 
+def packed_files(code: bytes) -> list[str]:
+    """The file names in a package made by :func:`package_folder`."""
+    with tarfile.open(fileobj=io.BytesIO(code), mode="r:gz") as archive:
+        return sorted(archive.getnames())
+
+
 # ----------------------------------------------------------------- objects
 @dataclass
 class TrainJob:
@@ -162,6 +171,7 @@ class TrainJob:
     cpu_limit: str | None = None
     timeout: float | None = None
     ttl_seconds: int = 3600
+    requirements: bool = False  # the package has a requirements.txt at its top
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -249,6 +259,22 @@ def job_object(job: TrainJob) -> dict[str, Any]:
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    if job.requirements:
+        # pip of the trainer image's venv, into the workspace; the script finds it on PYTHONPATH
+        # (the image's own packages stay first in line only for what requirements.txt does not name)
+        pod_spec["initContainers"].append(
+            {
+                "name": "requirements",
+                "image": job.image,
+                "command": ["python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+                            "--target", DEPS_DIR, "-r", f"{WORKDIR}/{REQUIREMENTS}"],
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "volumeMounts": [{"name": "workspace", "mountPath": WORKDIR}, {"name": "tmp", "mountPath": "/tmp"}],
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+                "securityContext": _container_security(),
+            }
+        )
+        pod_spec["containers"][0]["env"].append({"name": "PYTHONPATH", "value": DEPS_DIR})
     if job.gpus > 0:
         resources["limits"][GPU_RESOURCE] = str(job.gpus)
         pod_spec["runtimeClassName"] = GPU_RUNTIME_CLASS

@@ -110,11 +110,13 @@ def build(
         ENV_PARAMS: json.dumps(params, default=str),
         "PYTHONUNBUFFERED": "1",
     }
+    code = code if code is not None else jobs.package_folder(folder, cfg.code_limit_bytes)
     return jobs.TrainJob(
         name=job_name(run_name or Path(script).stem),
         namespace=site.namespace,
         script=script,
-        code=code if code is not None else jobs.package_folder(folder, cfg.code_limit_bytes),
+        code=code,
+        requirements=jobs.REQUIREMENTS in jobs.packed_files(code),
         env=env,
         image=image or cfg.image or jobs.trainer_image(),
         args=list(args),
@@ -196,17 +198,20 @@ def follow(
             if reason:
                 return PodOutcome("FAILED", -1, reason)
         elif phase == "Running" and not streamed:
-            for line in api.stream_pod_log(train.namespace, pod.metadata.name, container="train"):
-                sink.write(line)
-                echo("stdout", line)
+            _stream(api, train, pod, echo, sink)
             streamed = True
         elif phase in ("Succeeded", "Failed"):
-            if not streamed:
-                for line in api.stream_pod_log(train.namespace, pod.metadata.name, container="train"):
-                    sink.write(line)
-                    echo("stdout", line)
+            state = _container_state(pod)
+            if not streamed and state is not None and state.terminated is not None:
+                _stream(api, train, pod, echo, sink)  # a short run may end between two polls
             return _terminal(pod, api.read_job(train.namespace, train.name))
         time.sleep(poll)
+
+
+def _stream(api: Any, train: jobs.TrainJob, pod: Any, echo: Echo, sink: Any) -> None:
+    for line in api.stream_pod_log(train.namespace, pod.metadata.name, container="train"):
+        sink.write(line)
+        echo("stdout", line)
 
 
 def _container_state(pod: Any, name: str = "train") -> Any:
@@ -245,6 +250,13 @@ def _terminal(pod: Any, job: dict[str, Any] | None) -> PodOutcome:
         return PodOutcome("KILLED", -1, "DeadlineExceeded: the run passed --timeout")
     state = _container_state(pod)
     terminated = state.terminated if state is not None else None
+    for init in pod.status.init_container_statuses or []:
+        done = init.state.terminated if init.state else None
+        if terminated is None and done is not None and done.exit_code != 0:
+            return PodOutcome(
+                "FAILED", -1, f"init container {init.name} exited with status {done.exit_code} ({done.reason}); "
+                f"see `kubectl -n {pod.metadata.namespace} logs {pod.metadata.name} -c {init.name}`"
+            )
     if terminated is None:
         return PodOutcome("FAILED", -1, _job_failure(job) or f"pod failed: {pod.status.reason or 'unknown reason'}")
     if terminated.reason == "OOMKilled":
