@@ -196,3 +196,45 @@ def test_fake_api_rejects_an_invalid_job() -> None:
         batch.create_namespaced_job("chiml", bad)
     assert err.value.status == 422
     assert not batch.jobs and not core.job_pods
+
+
+# ----------------------------------------------------------------- the API wrapper
+def test_job_api_shares_the_kubeapi_connection() -> None:
+    from kubernetes import client
+
+    from chiml.kube.jobapi import JobApi
+    from chiml.kube.kubeapi import KubeApi
+
+    api_client = client.ApiClient(client.Configuration(host="https://127.0.0.1:6443"))
+    job_api = JobApi.from_kube(KubeApi(core=client.CoreV1Api(api_client), custom=None, host="https://127.0.0.1:6443"))
+    assert job_api.batch.api_client is api_client
+
+
+def test_log_stream_yields_whole_lines_across_chunks() -> None:
+    import urllib3
+
+    from chiml.kube.jobapi import JobApi
+
+    text = "".join(f"step {i} {'x' * (i % 97)}\n" for i in range(400)) + "last line without newline"
+
+    class Core:
+        def read_namespaced_pod_log(self, *args: object, **kwargs: object) -> urllib3.HTTPResponse:
+            assert kwargs["follow"] is True and kwargs["_preload_content"] is False
+            return urllib3.HTTPResponse(body=io.BytesIO(text.encode()), preload_content=False)
+
+    lines = list(JobApi(core=Core(), batch=None).stream_pod_log("chiml", "pod-1", container="train"))
+    assert "".join(lines) == text
+    assert all(line.endswith("\n") for line in lines[:-1]) and len(lines) == 401
+
+
+def test_api_errors_become_one_line() -> None:
+    from chiml.kube.jobapi import JobApi
+
+    class Batch:
+        def create_namespaced_job(self, namespace: str, body: object) -> None:
+            raise api_exception(403, "Forbidden", 'jobs.batch is forbidden: User "u" cannot create resource "jobs"')
+
+    with pytest.raises(ChimlError) as err:
+        JobApi(core=None, batch=Batch()).create_job("chiml", jobs.job_object(make_job()))
+    assert err.value.message == (
+        'create Job train-digits-abc123: jobs.batch is forbidden: User "u" cannot create resource "jobs"')
