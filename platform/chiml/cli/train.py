@@ -52,14 +52,32 @@ def train(
     gpu: Annotated[
         bool | None, typer.Option("--gpu/--no-gpu", help="use a GPU when present (default) or hide GPUs")
     ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=0,
+            help="GPUs for the run: on a cluster nvidia.com/gpu on a GPU node, locally the first N devices",
+        ),
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="stop the script after this many seconds")] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="cluster profiles: return once the Job is created")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="cluster profiles: print the Kubernetes objects (YAML; --json: a list), create nothing"
+        ),
+    ] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Run TARGET as a tracked run: MLflow run + TensorBoard dir + params wired in, output captured.
 
-    Prints the run id and its MLflow URL; exits with the script's exit status.
+    Prints the run id and its MLflow URL; exits with the script's exit status. On the kubernetes
+    and chameleon profiles the script runs as a Kubernetes Job on the cluster.
     """
     from chiml import Platform
 
@@ -73,6 +91,9 @@ def train(
         # With --json, stdout is reserved for the result: the script's output goes to stderr.
         (err_console if json_out or stream == "stderr" else console).out(line, end="", highlight=False)
 
+    def progress(message: str) -> None:
+        err_console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
+
     result = platform.train(
         target,
         parse_params(param),
@@ -80,10 +101,23 @@ def train(
         run_name=run_name,
         args=args or [],
         gpu=gpu,
+        gpus=gpus,
         timeout=timeout,
         echo=echo,
         on_start=started,
+        progress=progress,
+        detach=detach,
+        dry_run=dry_run,
     )
+    if dry_run:
+        _print_objects(result, json_out)
+        return
+    if detach:
+        if json_out:
+            print_json(result.to_json())
+        else:
+            console.print(f"run {result.run_id} submitted: {result.run_url}", highlight=False, soft_wrap=True)
+        return
     if json_out:
         print_json(result.to_json())
     else:
@@ -94,6 +128,16 @@ def train(
         console.print(f"  tensorboard: {result.tensorboard_dir}", highlight=False, soft_wrap=True)
     if result.exit_code != 0:
         raise typer.Exit(result.exit_code if result.exit_code > 0 else 1)
+
+
+def _print_objects(objects: list[dict[str, Any]], json_out: bool) -> None:
+    """Like ``kubectl --dry-run=client -o yaml``: YAML documents, or one JSON list."""
+    if json_out:
+        print_json(objects)
+        return
+    import yaml
+
+    print(yaml.safe_dump_all(objects, sort_keys=False), end="")
 
 
 def register(app: typer.Typer) -> None:

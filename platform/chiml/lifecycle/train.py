@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,9 @@ from chiml.errors import ChimlError
 from chiml.lifecycle import mlflow_server
 from chiml.lifecycle.target import resolve
 from chiml.lifecycle.tracking import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
+
+# Profiles whose training runs on the cluster as a Kubernetes Job.
+CLUSTER_PROFILES = ("kubernetes", "chameleon")
 
 
 @dataclass
@@ -54,21 +58,44 @@ def run_training(
     run_name: str | None = None,
     args: Sequence[str] = (),
     gpu: bool | None = None,
+    gpus: int | None = None,
     tags: dict[str, str] | None = None,
     timeout: float | None = None,
     echo: Callable[[str, str], None] | None = None,
     on_start: Callable[[str, str], None] | None = None,
     cwd: str | os.PathLike[str] | None = None,
-) -> TrainResult:
+    detach: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Any:
     """Run ``target`` with ``params`` as a tracked run and wait for it.
 
+    On the kubernetes and chameleon profiles the run is a Kubernetes Job on the cluster
+    (:mod:`chiml.lifecycle.remote`); ``dry_run`` then returns the objects it would create and
+    ``detach`` returns once they exist. On the local profile it is a child process here.
+
     ``gpu``: None uses a GPU when present, False hides GPUs from the script.
+    ``gpus``: how many GPUs (cluster: ``nvidia.com/gpu``; local: the first N devices).
     ``echo(stream, line)`` receives the output live (default: this process's stdout/stderr).
     ``on_start(run_id, run_url)`` is called once the run exists, before the script starts.
     ``timeout``: seconds before the script is stopped and the run marked KILLED.
     """
+    profile = getattr(getattr(platform, "profile", None), "name", "local")
+    if profile in CLUSTER_PROFILES:
+        from chiml.lifecycle.remote import run_on_cluster
+
+        wanted = gpus if gpus is not None else (0 if gpu is not True else 1)
+        return run_on_cluster(
+            platform, target, params, experiment=experiment, run_name=run_name, args=args, gpus=wanted,
+            tags=tags, timeout=timeout, echo=echo, on_start=on_start, progress=progress, cwd=cwd,
+            detach=detach, dry_run=dry_run,
+        )  # fmt: skip
+    if dry_run or detach:
+        flag = "--dry-run" if dry_run else "--detach"
+        raise ChimlError(f"{flag} is for cluster profiles: on the {profile} profile the run is a process here")
     workdir = Path(cwd) if cwd is not None else Path.cwd()
     resolved = resolve(target, cwd=workdir)  # before creating anything
+    devices = select_devices(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")) if gpus and gpu is not False else None
     mlflow_server.configure_client_env()
     tracking_uri = platform.tracking_uri
     client = mlflow_server.client(tracking_uri)
@@ -95,9 +122,11 @@ def run_training(
         ENV_PARAMS: json.dumps(params, default=str),
         "PYTHONUNBUFFERED": "1",
     }
-    if gpu is False:
+    if gpu is False or gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
         env[ENV_DEVICE] = "cpu"
+    elif devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices
     command = [sys.executable, "-m", "chiml.lifecycle.runner", resolved.spec, *args]
     url = mlflow_server.run_url(tracking_uri, experiment_id, run_id)
     if on_start is not None:
@@ -129,6 +158,34 @@ def run_training(
         experiment_id=experiment_id,
         tensorboard_dir=str(tb_dir),
     )
+
+
+def visible_gpus(current: str | None = None) -> list[str]:
+    """The GPU ids this process may use: $CUDA_VISIBLE_DEVICES when set, else what the driver lists.
+
+    Asks ``nvidia-smi -L`` (no CUDA init, no torch import); no nvidia-smi means no NVIDIA GPU.
+    """
+    if current is not None and current.strip() not in ("", "-1"):
+        return [d.strip() for d in current.split(",") if d.strip()]
+    if current is not None:
+        return []
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(line for line in listing.splitlines() if line.startswith("GPU "))]
+
+
+def select_devices(count: int, current: str | None = None) -> str:
+    """CUDA_VISIBLE_DEVICES for the first ``count`` visible GPUs; one clear error when there are fewer."""
+    devices = visible_gpus(current)
+    if len(devices) < count:
+        have = f"only {len(devices)} GPU(s) are visible ({', '.join(devices)})" if devices else "no GPU is visible here"
+        raise ChimlError(f"--gpus {count}: {have}", hint="use --gpus 0 (CPU), or a cluster profile with GPU nodes")
+    return ",".join(devices[:count])
 
 
 def _tensorboard_dir(logdir: str, experiment: str, run_name: str, run_id: str) -> Path:

@@ -1,0 +1,240 @@
+"""The training Job and code ConfigMap chiml builds: schema-valid, wired to what this repo defines."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+import chiml
+from chiml.errors import ChimlError
+from chiml.kube import jobs
+from chiml.kube.releases import load_releases
+
+from .fake_kube import FakeBatchV1Api, FakeCoreV1Api, api_exception
+from .schemas import validate
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT_MODULE = REPO / "terraform" / "modules" / "k3s-agents" / "main.tf"
+TRAINER_DOCKERFILE = REPO / "services" / "trainer" / "Dockerfile"
+
+
+def make_job(**overrides: object) -> jobs.TrainJob:
+    fields: dict[str, object] = {
+        "name": "train-digits-abc123",
+        "namespace": "chiml",
+        "script": "train.py",
+        "code": b"\x1f\x8b" + b"0" * 100,
+        "env": {"MLFLOW_TRACKING_URI": "http://mlflow.chiml.svc:5000", "MLFLOW_RUN_ID": "r1"},
+        "image": jobs.trainer_image(),
+        "args": ["--lr", "0.1"],
+    }
+    fields.update(overrides)
+    return jobs.TrainJob(**fields)  # type: ignore[arg-type]
+
+
+def terraform_gpu_labels() -> dict[str, str]:
+    """The labels the agent module gives GPU nodes: `gpu_labels = var.gpu ? { ... } : ...`."""
+    match = re.search(r"gpu_labels\s*=\s*var\.gpu\s*\?\s*\{([^}]*)\}", AGENT_MODULE.read_text())
+    assert match, f"no gpu_labels in {AGENT_MODULE}"
+    return dict(re.findall(r'"([^"]+)"\s*=\s*"([^"]+)"', match.group(1)))
+
+
+# ----------------------------------------------------------------- the Job
+@pytest.mark.parametrize(("gpus", "requirements"), [(0, False), (2, True)])
+def test_job_and_config_map_are_schema_valid(gpus: int, requirements: bool) -> None:
+    for obj in jobs.objects(make_job(gpus=gpus, timeout=90.5, requirements=requirements)):
+        validate(obj)
+    validate(jobs.config_map(make_job(), owner_uid="0b1c-uid"))
+
+
+def test_job_runs_the_script_like_local_train() -> None:
+    spec = jobs.job_object(make_job())["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    # the same command `chiml train` starts locally: python -m chiml.lifecycle.runner TARGET ARGS
+    assert container["command"] == ["python", "-m", "chiml.lifecycle.runner"]
+    assert container["args"] == ["train.py", "--lr", "0.1"]
+    assert container["workingDir"] == jobs.WORKDIR
+    assert {e["name"]: e["value"] for e in container["env"]}["MLFLOW_TRACKING_URI"] == "http://mlflow.chiml.svc:5000"
+    assert spec["backoffLimit"] == 0
+    assert spec["ttlSecondsAfterFinished"] == 3600
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert "activeDeadlineSeconds" not in spec
+
+
+def test_requirements_are_installed_before_the_script_and_on_its_path() -> None:
+    pod = jobs.job_object(make_job(requirements=True))["spec"]["template"]["spec"]
+    unpack, install = pod["initContainers"]
+    assert unpack["name"] == "unpack"  # the code is there before pip reads requirements.txt
+    assert install["command"][:4] == ["python", "-m", "pip", "install"]
+    assert install["command"][-2:] == ["-r", f"{jobs.WORKDIR}/requirements.txt"]
+    target = install["command"][install["command"].index("--target") + 1]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["PYTHONPATH"] == target
+    plain = jobs.job_object(make_job())["spec"]["template"]["spec"]
+    assert [c["name"] for c in plain["initContainers"]] == ["unpack"]
+    assert "PYTHONPATH" not in {e["name"] for e in plain["containers"][0]["env"]}
+
+
+def test_timeout_becomes_the_active_deadline() -> None:
+    assert jobs.job_object(make_job(timeout=90.2))["spec"]["activeDeadlineSeconds"] == 91
+
+
+def test_gpus_request_nvidia_runtime_and_the_terraform_gpu_label() -> None:
+    pod = jobs.job_object(make_job(gpus=2))["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["runtimeClassName"] == "nvidia"
+    (key, value), = pod["nodeSelector"].items()
+    assert terraform_gpu_labels()[key] == value
+
+
+def test_cpu_job_has_no_gpu_settings() -> None:
+    pod = jobs.job_object(make_job(gpus=0))["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+    assert "runtimeClassName" not in pod and "nodeSelector" not in pod
+
+
+def test_pod_runs_as_the_trainer_images_user() -> None:
+    uid = re.search(r"useradd --uid (\d+)", TRAINER_DOCKERFILE.read_text())
+    assert uid and int(uid.group(1)) == jobs.TRAINER_UID
+    pod = jobs.job_object(make_job())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert container["securityContext"]["runAsUser"] == jobs.TRAINER_UID
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_trainer_image_is_tagged_with_the_chiml_version() -> None:
+    assert jobs.trainer_image() == f"ghcr.io/chiml-project/trainer:{chiml.__version__}"
+    assert jobs.job_object(make_job(image="registry.example/t:1"))["spec"]["template"]["spec"]["containers"][0][
+        "image"] == "registry.example/t:1"
+
+
+def test_config_map_holds_the_code_and_is_owned_by_the_job() -> None:
+    train = make_job()
+    cm = jobs.config_map(train, owner_uid="uid-1")
+    assert base64.b64decode(cm["binaryData"][jobs.CODE_KEY]) == train.code
+    assert cm["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "batch/v1", "kind": "Job", "name": train.name, "uid": "uid-1", "blockOwnerDeletion": False}
+    volume = jobs.job_object(train)["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]
+
+
+# ----------------------------------------------------------------- the in-cluster MLflow address
+def test_in_cluster_mlflow_uri_comes_from_the_release_and_its_values(helm_dir: Path) -> None:
+    release = load_releases(helm_dir).get("mlflow")
+    values = yaml.safe_load((helm_dir / "values" / release.values).read_text())
+    port = (values.get("service") or {}).get("port", jobs.MLFLOW_CHART_DEFAULT_PORT)
+    assert jobs.in_cluster_mlflow_uri(helm_dir, "team-a") == f"http://{release.name}.team-a.svc:{port}"
+    # change the values file: the address follows
+    values["service"] = {"port": 5555}
+    (helm_dir / "values" / release.values).write_text(yaml.safe_dump(values))
+    assert jobs.in_cluster_mlflow_uri(helm_dir, "team-a") == f"http://{release.name}.team-a.svc:5555"
+
+
+# ----------------------------------------------------------------- code packaging
+def _names(data: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        return sorted(archive.getnames())
+
+
+def test_package_honours_chimlignore_and_skips_caches(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "util.py").write_text("X = 1\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "big.csv").write_text("1,2\n")
+    (tmp_path / "model.ckpt").write_bytes(b"x")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"x")
+    (tmp_path / ".chimlignore").write_text("# outputs and data\ndata/\n*.ckpt\n")
+    assert _names(jobs.package_folder(tmp_path, 700 * 1024)) == [".chimlignore", "lib/util.py", "train.py"]
+
+
+def test_package_is_reproducible(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    first = jobs.package_folder(tmp_path, 700 * 1024)
+    (tmp_path / "train.py").touch()
+    assert jobs.package_folder(tmp_path, 700 * 1024) == first
+
+
+def test_package_over_the_limit_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "weights.bin").write_bytes(os.urandom(64 * 1024))
+    with pytest.raises(ChimlError) as err:
+        jobs.package_folder(tmp_path, 32 * 1024)
+    assert "over the 32 KiB limit" in err.value.message and "weights.bin" in err.value.message
+    assert ".chimlignore" in (err.value.hint or "")
+
+
+def test_the_largest_allowed_package_fits_a_config_map() -> None:
+    from chiml.config.training import TrainingConfig
+
+    limit = TrainingConfig.model_fields["code_limit_bytes"].metadata
+    most = max(getattr(m, "le", 0) or 0 for m in limit)
+    assert most >= 700 * 1024
+    core = FakeCoreV1Api()
+    core.namespaces["chiml"] = None  # type: ignore[assignment]
+    core.create_namespaced_config_map("chiml", jobs.config_map(make_job(code=b"x" * most)))
+    assert ("chiml", "train-digits-abc123-code") in core.config_maps
+
+
+# ----------------------------------------------------------------- the fake API rejects what the server would
+def test_fake_api_rejects_an_invalid_job() -> None:
+    core = FakeCoreV1Api()
+    core.namespaces["chiml"] = None  # type: ignore[assignment]
+    batch = FakeBatchV1Api(core)
+    bad = jobs.job_object(make_job())
+    bad["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1
+    with pytest.raises(type(api_exception(422, "Invalid", ""))) as err:
+        batch.create_namespaced_job("chiml", bad)
+    assert err.value.status == 422
+    assert not batch.jobs and not core.job_pods
+
+
+# ----------------------------------------------------------------- the API wrapper
+def test_job_api_shares_the_kubeapi_connection() -> None:
+    from kubernetes import client
+
+    from chiml.kube.jobapi import JobApi
+    from chiml.kube.kubeapi import KubeApi
+
+    api_client = client.ApiClient(client.Configuration(host="https://127.0.0.1:6443"))
+    job_api = JobApi.from_kube(KubeApi(core=client.CoreV1Api(api_client), custom=None, host="https://127.0.0.1:6443"))
+    assert job_api.batch.api_client is api_client
+
+
+def test_log_stream_yields_whole_lines_across_chunks() -> None:
+    import urllib3
+
+    from chiml.kube.jobapi import JobApi
+
+    text = "".join(f"step {i} {'x' * (i % 97)}\n" for i in range(400)) + "last line without newline"
+
+    class Core:
+        def read_namespaced_pod_log(self, *args: object, **kwargs: object) -> urllib3.HTTPResponse:
+            assert kwargs["follow"] is True and kwargs["_preload_content"] is False
+            return urllib3.HTTPResponse(body=io.BytesIO(text.encode()), preload_content=False)
+
+    lines = list(JobApi(core=Core(), batch=None).stream_pod_log("chiml", "pod-1", container="train"))
+    assert "".join(lines) == text
+    assert all(line.endswith("\n") for line in lines[:-1]) and len(lines) == 401
+
+
+def test_api_errors_become_one_line() -> None:
+    from chiml.kube.jobapi import JobApi
+
+    class Batch:
+        def create_namespaced_job(self, namespace: str, body: object) -> None:
+            raise api_exception(403, "Forbidden", 'jobs.batch is forbidden: User "u" cannot create resource "jobs"')
+
+    with pytest.raises(ChimlError) as err:
+        JobApi(core=None, batch=Batch()).create_job("chiml", jobs.job_object(make_job()))
+    assert err.value.message == (
+        'create Job train-digits-abc123: jobs.batch is forbidden: User "u" cannot create resource "jobs"')

@@ -1,0 +1,301 @@
+"""`chiml train` on a cluster profile: a Job against the fake Kubernetes API, a real MLflow server.
+
+Every path (success, non-zero exit, OOMKilled, eviction, image pull error, unschedulable GPU
+request, Ctrl-C) must leave no Job, no pod and no ConfigMap behind, and close the MLflow run
+with the right status.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client import V1Namespace, V1ObjectMeta
+from typer.testing import CliRunner
+
+from chiml.config import ChimlConfig
+from chiml.errors import ChimlError
+from chiml.kube import jobs
+from chiml.kube.jobapi import JobApi
+from chiml.lifecycle import mlflow_server
+from chiml.lifecycle.remote import ClusterSite, RemoteRunFailed, run_on_cluster
+from chiml.lifecycle.train import run_training, select_devices
+from tests.kube.fake_kube import FakeBatchV1Api, FakeCoreV1Api, PodScript
+from tests.kube.schemas import validate
+from tests.kube.test_jobs import terraform_gpu_labels
+
+from .conftest import REPO, LifecyclePlatform
+
+NAMESPACE = "chiml"
+LOGS = "epoch 1 loss 0.5\nepoch 2 loss 0.25\n"
+
+
+class Cluster:
+    """The fake API server with a namespace, and the JobApi chiml talks to it through."""
+
+    def __init__(self, script: PodScript, gpu_nodes: int = 0) -> None:
+        self.core = FakeCoreV1Api()
+        self.core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=NAMESPACE)))
+        self.core.add_node("node-0", labels={"chiml.io/role": "agent"})
+        for i in range(gpu_nodes):
+            self.core.add_node(f"gpu-{i}", labels=terraform_gpu_labels(), gpus=1)
+        self.batch = FakeBatchV1Api(self.core, script)
+        self.api = JobApi(core=self.core, batch=self.batch, host="https://203.0.113.7:6443")
+        self.site = ClusterSite(
+            api=self.api,
+            namespace=NAMESPACE,
+            mlflow_uri=jobs.in_cluster_mlflow_uri(REPO / "helm", NAMESPACE),
+            tensorboard_logdir="s3://chiml-artifacts/tensorboard",
+        )
+
+    def assert_nothing_left(self) -> None:
+        assert self.batch.jobs == {}
+        assert self.core.job_pods == {}
+        assert self.core.config_maps == {}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "train.py").write_text("print('training')\n")
+    (folder / "helpers.py").write_text("X = 1\n")
+    return folder
+
+
+def run(platform: LifecyclePlatform, cluster: Cluster, project: Path, lines: list[str] | None = None,
+        **options: Any) -> Any:
+    sink = lines if lines is not None else []
+    return run_on_cluster(platform, str(project / "train.py"), {"epochs": 2}, site=cluster.site, poll=0,
+                          echo=lambda stream, line: sink.append(line), **options)
+
+
+def mlflow_run(platform: LifecyclePlatform, run_id: str) -> Any:
+    return mlflow_server.client(platform.tracking_uri).get_run(run_id)
+
+
+def test_success_streams_logs_and_cleans_up(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("succeeded", logs=LOGS))
+    lines: list[str] = []
+    result = run(platform, cluster, project, lines)
+    assert (result.status, result.exit_code) == ("FINISHED", 0)
+    assert "".join(lines) == LOGS
+    cluster.assert_nothing_left()
+    # the Job was schema-valid (the fake validates), ran the script with the in-cluster MLflow
+    (job,) = cluster.batch.created
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == cluster.site.mlflow_uri != platform.tracking_uri
+    assert env["MLFLOW_RUN_ID"] == result.run_id
+    assert json.loads(env["CHIML_PARAMS"]) == {"epochs": 2}
+    assert env["CHIML_TB_LOGDIR"].startswith("s3://chiml-artifacts/tensorboard/")
+    assert container["args"] == ["train.py"]
+    # the code went along, unpackable where the pod looks for it
+    (cm,) = cluster.core.created_config_maps
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    archive = base64.b64decode(cm["binaryData"][jobs.CODE_KEY])
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        assert sorted(tar.getnames()) == ["helpers.py", "train.py"]
+    assert [c["name"] for c in job["spec"]["template"]["spec"]["initContainers"]] == ["unpack"]
+    run_info = mlflow_run(platform, result.run_id)
+    assert run_info.info.status == "FINISHED"
+    assert run_info.data.tags["chiml.exit_code"] == "0"
+    logged = mlflow_server.client(platform.tracking_uri).download_artifacts(result.run_id, "logs/pod.txt")
+    assert Path(logged).read_text() == LOGS
+
+
+def test_a_requirements_file_beside_the_script_is_installed(platform: LifecyclePlatform, project: Path) -> None:
+    (project / "requirements.txt").write_text("tqdm==4.67.1\n")
+    cluster = Cluster(PodScript("succeeded"))
+    assert run(platform, cluster, project).status == "FINISHED"
+    inits = cluster.batch.created[0]["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["unpack", "requirements"]
+    cluster.assert_nothing_left()
+
+
+def test_a_failing_requirements_install_is_one_line_naming_it(platform: LifecyclePlatform, project: Path) -> None:
+    (project / "requirements.txt").write_text("no-such-package==0.0.0\n")
+    cluster = Cluster(PodScript("init-failed"))
+    with pytest.raises(RemoteRunFailed, match="init container requirements exited with status 1") as err:
+        run(platform, cluster, project)
+    cluster.assert_nothing_left()
+    assert mlflow_run(platform, err.value.result.run_id).info.status == "FAILED"
+
+
+def test_non_zero_exit_is_a_failed_run(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("failed", logs="Traceback: boom\n", exit_code=3))
+    result = run(platform, cluster, project)
+    assert (result.status, result.exit_code) == ("FAILED", 3)
+    cluster.assert_nothing_left()
+    assert mlflow_run(platform, result.run_id).info.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (PodScript("oom", logs="allocating\n"), "OOMKilled"),
+        (PodScript("evicted"), "Evicted: The node was low on resource: memory"),
+        (PodScript("image-pull"), "ErrImagePull"),
+    ],
+)
+def test_pod_failures_are_one_line_errors(
+    platform: LifecyclePlatform, project: Path, script: PodScript, expected: str
+) -> None:
+    cluster = Cluster(script)
+    with pytest.raises(RemoteRunFailed) as err:
+        run(platform, cluster, project)
+    assert expected in err.value.message and "\n" not in err.value.message
+    cluster.assert_nothing_left()
+    info = mlflow_run(platform, err.value.result.run_id)
+    assert info.info.status == "FAILED"
+    assert expected in info.data.tags["chiml.error"]
+
+
+def test_timeout_is_the_jobs_deadline_and_a_killed_run(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("deadline", logs="epoch 1\n"))
+    with pytest.raises(RemoteRunFailed, match="DeadlineExceeded") as err:
+        run(platform, cluster, project, timeout=30)
+    assert cluster.batch.created[0]["spec"]["activeDeadlineSeconds"] == 30
+    cluster.assert_nothing_left()
+    assert mlflow_run(platform, err.value.result.run_id).info.status == "KILLED"
+
+
+def test_gpu_request_without_a_gpu_node_fails_clearly(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("succeeded"))
+    with pytest.raises(RemoteRunFailed) as err:
+        run(platform, cluster, project, gpus=1)
+    assert "no node can run the pod" in err.value.message and "nvidia.com/gpu" in err.value.message
+    cluster.assert_nothing_left()
+
+
+def test_gpu_request_lands_on_the_terraform_labelled_node(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("succeeded", logs=LOGS), gpu_nodes=1)
+    assert run(platform, cluster, project, gpus=1).status == "FINISHED"
+    cluster.assert_nothing_left()
+
+
+def test_ctrl_c_deletes_the_job_and_marks_the_run_killed(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("running", logs=LOGS))
+    created: list[str] = []
+
+    def interrupt(stream: str, line: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_on_cluster(platform, str(project / "train.py"), {}, site=cluster.site, poll=0, echo=interrupt,
+                       on_start=lambda run_id, url: created.append(run_id))
+    cluster.assert_nothing_left()
+    assert any(call.endswith("Background") for call in cluster.batch.calls if call.startswith("delete_job"))
+    assert mlflow_run(platform, created[0]).info.status == "KILLED"
+
+
+def test_detach_leaves_the_job_to_clean_up_after_itself(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("running"))
+    result = run(platform, cluster, project, detach=True)
+    assert result.status == "RUNNING"
+    ((namespace, name),) = cluster.batch.jobs
+    assert (namespace, f"{name}-code") in cluster.core.config_maps
+    assert cluster.batch.jobs[(namespace, name)]["spec"]["ttlSecondsAfterFinished"] > 0
+    # what the TTL controller does at expiry: the Job goes, the garbage collector takes the rest
+    cluster.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    cluster.assert_nothing_left()
+    mlflow_server.client(platform.tracking_uri).set_terminated(result.run_id, status="KILLED")
+
+
+def test_submit_failure_leaves_nothing_and_closes_the_run(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("succeeded"))
+    cluster.site.namespace = "missing"
+    with pytest.raises(ChimlError, match='namespaces "missing" not found'):
+        run(platform, cluster, project)
+    cluster.assert_nothing_left()
+    runs = mlflow_server.client(platform.tracking_uri).search_runs(
+        [mlflow_server.experiment_id(mlflow_server.client(platform.tracking_uri), "Default")],
+        filter_string="attributes.status = 'RUNNING'",
+    )
+    assert all(r.data.tags.get("chiml.job", "").split("/")[0] != "missing" for r in runs)
+
+
+def test_code_over_the_limit_fails_before_any_run_exists(platform: LifecyclePlatform, project: Path) -> None:
+    cluster = Cluster(PodScript("succeeded"))
+    (project / "weights.bin").write_bytes(os.urandom(20 * 1024))
+    platform.config.training.code_limit_bytes = 8 * 1024
+    started: list[str] = []
+    with pytest.raises(ChimlError, match="over the 8 KiB limit"):
+        run(platform, cluster, project, on_start=lambda run_id, url: started.append(run_id))
+    assert started == [] and cluster.batch.calls == []
+
+
+def test_dry_run_builds_valid_objects_without_contacting_anything(project: Path) -> None:
+    site = ClusterSite(api=None, namespace=NAMESPACE, mlflow_uri="http://mlflow.chiml.svc:5000",
+                       tensorboard_logdir="s3://chiml-artifacts/tensorboard")
+
+    class Unreachable:  # any use of the tracking server fails the test
+        config = ChimlConfig()
+
+        @property
+        def tracking_uri(self) -> str:
+            raise AssertionError("a dry run must not contact MLflow")
+
+    objects = run_on_cluster(Unreachable(), str(project / "train.py"), {}, site=site, dry_run=True, gpus=1)
+    assert [o["kind"] for o in objects] == ["Job", "ConfigMap"]
+    for obj in objects:
+        validate(obj)
+
+
+def test_cli_dry_run_prints_yaml_or_json(tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chiml.cli.main import app
+
+    monkeypatch.setenv("CHIML_HOME", str(tmp_path / "home"))
+    config = tmp_path / "chiml.yaml"
+    config.write_text(yaml.safe_dump({"profile": "kubernetes", "kubernetes": {"helm_dir": str(REPO / "helm")}}))
+    runner = CliRunner()
+    args = ["train", str(project / "train.py"), "--gpus", "1", "--dry-run", "--config", str(config)]
+    as_json = runner.invoke(app, [*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    objects = json.loads(as_json.stdout)
+    assert [o["kind"] for o in objects] == ["Job", "ConfigMap"]
+    pod = objects[0]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == jobs.in_cluster_mlflow_uri(REPO / "helm", "chiml")
+    as_yaml = runner.invoke(app, args)
+    assert as_yaml.exit_code == 0, as_yaml.output
+    assert [d["kind"] for d in yaml.safe_load_all(as_yaml.stdout)] == ["Job", "ConfigMap"]
+
+
+# ----------------------------------------------------------------- --gpus on the local profile
+def test_select_devices_takes_the_first_visible() -> None:
+    assert select_devices(1, "2,3") == "2"
+    assert select_devices(2, "2,3") == "2,3"
+
+
+def test_select_devices_says_plainly_when_too_few() -> None:
+    with pytest.raises(ChimlError, match="no GPU is visible"):
+        select_devices(1, "")
+    with pytest.raises(ChimlError, match=r"only 2 GPU\(s\) are visible"):
+        select_devices(3, "0,1")
+
+
+def test_local_gpus_sets_cuda_visible_devices(
+    platform: LifecyclePlatform, scripts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    script = scripts / "show.py"
+    script.write_text("import os\nprint('devices=' + os.environ['CUDA_VISIBLE_DEVICES'])\n")
+    lines: list[str] = []
+    result = run_training(platform, str(script), {}, gpus=1, echo=lambda s, line: lines.append(line), cwd=scripts)
+    assert result.status == "FINISHED"
+    assert "devices=5\n" in lines
+
+
+def test_local_profile_refuses_cluster_only_flags(platform: LifecyclePlatform, scripts: Path) -> None:
+    (scripts / "t.py").write_text("pass\n")
+    with pytest.raises(ChimlError, match="--dry-run is for cluster profiles"):
+        run_training(platform, str(scripts / "t.py"), {}, dry_run=True, cwd=scripts)
