@@ -33,7 +33,7 @@ install: $(STAMP) ## install every pinned dependency into .venv
 tools: ## install the pinned helm, kubectl and terraform into .tools/bin
 	$(PYTHON) scripts/install_tools.py --dest .tools
 
-up: install ## install, start the local platform (or the configured profile) and print its URLs
+up: install frameworks ## install (platform pins and every framework group), start the local platform (or the configured profile) and print its URLs
 	$(BIN)/chiml up
 
 down: ## stop the platform (data is kept)
@@ -49,7 +49,7 @@ lint: install tools ## ruff, terraform fmt, helm lint, checkov
 	$(BIN)/ruff check platform services tests smoke_tests examples benchmarks scripts
 	terraform fmt -check -recursive terraform
 
-test: install tools ## the whole test suite (unit, integration, local end-to-end)
+test: install tools frameworks ## the whole test suite (unit, integration, local end-to-end, every framework example)
 	$(BIN)/ruff check platform services tests smoke_tests examples benchmarks scripts
 	$(BIN)/python -m pytest -m "not slow" --timeout=900
 

@@ -44,6 +44,7 @@ def write_local_config(directory: Path, **local_overrides: object) -> Path:
         "optuna_dashboard": free_port(),
         "tensorboard": free_port(),
         "postgresql": free_port(),
+        "jupyterlab": free_port(),
     }
     local = {"ports": ports, "endpoint_ports": free_port_range(), **local_overrides}
     path = directory / "chiml.yaml"

@@ -50,7 +50,12 @@ def test_ports_listen_on_loopback_only(host, platform, statuses):
 
 @pytest.mark.parametrize(
     ("service", "path", "needle"),
-    [("mlflow", "/health", "OK"), ("optuna_dashboard", "/api/meta", ""), ("tensorboard", "/data/logdir", "logdir")],
+    [
+        ("mlflow", "/health", "OK"),
+        ("optuna_dashboard", "/api/meta", ""),
+        ("tensorboard", "/data/logdir", "logdir"),
+        ("jupyterlab", "/api", "version"),
+    ],
 )
 def test_http_health(statuses, service, path, needle):
     if service not in statuses:
@@ -58,6 +63,15 @@ def test_http_health(statuses, service, path, needle):
     response = httpx.get(statuses[service].url + path, timeout=10)
     assert response.status_code == 200
     assert needle in response.text
+
+
+def test_jupyterlab_requires_its_token(statuses, platform):
+    if "jupyterlab" not in statuses:
+        pytest.skip("jupyterlab is not configured (or not installed: make frameworks)")
+    url = statuses["jupyterlab"].url
+    assert httpx.get(f"{url}/api/contents", timeout=10).status_code == 403
+    token = (platform.home / "secrets" / "jupyterlab-token").read_text().strip()
+    assert httpx.get(f"{url}/api/contents", headers={"Authorization": f"token {token}"}, timeout=10).status_code == 200
 
 
 def test_mlflow_logs_and_reads_back_a_run(platform):

@@ -18,6 +18,7 @@ class LocalPorts(Section):
     optuna_dashboard: Port = Field(8080, ge=1024, le=65535, description="optuna-dashboard")
     tensorboard: Port = Field(6006, ge=1024, le=65535, description="TensorBoard")
     postgresql: Port = Field(5433, ge=1024, le=65535, description="managed PostgreSQL (database: postgresql)")
+    jupyterlab: Port = Field(8888, ge=1024, le=65535, description="JupyterLab (token in CHIML_HOME/secrets)")
 
     @model_validator(mode="after")
     def _distinct(self) -> LocalPorts:
@@ -60,9 +61,10 @@ class LocalConfig(Section):
     )
     postgresql: PostgresSettings = PostgresSettings()
     health_timeout_s: float = Field(120.0, gt=0, description="how long `up` waits for all services")
-    services: list[Literal["mlflow", "optuna_dashboard", "tensorboard"]] = Field(
-        default_factory=lambda: ["mlflow", "optuna_dashboard", "tensorboard"],
-        description="which UI services to run (MLflow is needed by train/tune/deploy)",
+    services: list[Literal["mlflow", "optuna_dashboard", "tensorboard", "jupyterlab"]] = Field(
+        default_factory=lambda: ["mlflow", "optuna_dashboard", "tensorboard", "jupyterlab"],
+        description="which UI services to run (MLflow is needed by train/tune/deploy; jupyterlab runs only "
+        "where `make frameworks` installed it)",
     )
 
     @field_validator("endpoint_ports")

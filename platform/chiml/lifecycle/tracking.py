@@ -41,6 +41,7 @@ from typing import Any, Literal
 import optuna
 
 from chiml.errors import ChimlError
+from chiml.lifecycle import flavors
 from chiml.lifecycle.tbwriter import TBWriter
 
 ENV_PARAMS = "CHIML_PARAMS"
@@ -218,6 +219,18 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def threads() -> int:
+    """How many CPU threads this run should use: its share under `chiml tune`, else every core.
+
+    Pass it to frameworks that size their own thread pools (XGBoost's ``n_jobs``, LightGBM's
+    ``num_threads``, CatBoost's ``thread_count``) so parallel trials do not oversubscribe.
+    """
+    raw = os.environ.get(ENV_THREADS, "")
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return os.cpu_count() or 1
+
+
 def objective(metric: str, direction: Literal["minimize", "maximize"] = "minimize") -> None:
     """Declare what `chiml tune` optimizes when not told on the command line.
 
@@ -360,8 +373,11 @@ def log_model(
 ) -> str | None:
     """Log ``model`` in MLflow's format with a signature inferred from ``input_example``.
 
-    Supports torch ``nn.Module`` (``mlflow.pytorch``) and scikit-learn estimators
-    (``mlflow.sklearn``); for anything else call that flavor's ``mlflow.<flavor>.log_model``.
+    Supports torch ``nn.Module`` (``mlflow.pytorch``; Lightning modules and transformers
+    models are torch modules), scikit-learn estimators (``mlflow.sklearn``) and, through
+    :mod:`chiml.lifecycle.flavors`, Keras 3 models, XGBoost, LightGBM and CatBoost models,
+    transformers pipelines and ``mlflow.pyfunc.PythonModel`` instances (the route for JAX);
+    for anything else call that flavor's ``mlflow.<flavor>.log_model``.
 
     scikit-learn models are saved with skops (MLflow 3's default) and the types found in
     the model are passed as trusted: the model was just built by this very process, so it
@@ -377,7 +393,9 @@ def log_model(
     if _mlflow_run_id(ctx) is None:
         return None
     flavor = _flavor(model)
-    if flavor == "pytorch":
+    if flavor in _FRAMEWORK_FLAVORS:
+        info = flavors.log(flavor, model, input_example, name, signature, kwargs)
+    elif flavor == "pytorch":
         info = _log_torch(model, input_example, name, signature, kwargs)
     elif flavor == "sklearn":
         info = _log_sklearn(model, input_example, name, signature, kwargs)
@@ -407,7 +425,15 @@ def _improves(ctx: _Context) -> bool:
     return ctx.objective < best
 
 
+_FRAMEWORK_FLAVORS = ("keras", "xgboost", "lightgbm", "catboost", "transformers", "pyfunc")
+
+
 def _flavor(model: Any) -> str | None:
+    # Framework flavors first: XGBoost/LightGBM wrappers are sklearn estimators, and a Keras
+    # model on the torch backend is a torch module.
+    framework = flavors.detect(model)
+    if framework is not None:
+        return framework
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(model, torch.nn.Module):
         return "pytorch"

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from chiml.config import LoadedConfig
+from chiml.local import jupyterlab
 from chiml.local.layout import HomeLayout
 from chiml.local.postgres import ManagedPostgres, sqlalchemy_url
 from chiml.local.supervisor import Program
@@ -178,6 +179,25 @@ def build_services(loaded: LoadedConfig) -> list[LocalService]:
                     priority=300,
                 ),
                 "/data/logdir",
+            )
+        )
+
+    # JupyterLab comes with `make frameworks` (the notebooks group); without it, no service.
+    if "jupyterlab" in local.services and jupyterlab.installed():
+        services.append(
+            LocalService(
+                "jupyterlab",
+                "JupyterLab",
+                local.ports.jupyterlab,
+                Program(
+                    name="jupyterlab",
+                    command=jupyterlab.command(),
+                    directory=jupyterlab.notebooks_dir(home),
+                    environment={**_base_env(), **jupyterlab.environment(home)},
+                    priority=400,
+                    startsecs=3,
+                ),
+                "/api",  # answers without the token (the server version only)
             )
         )
     return services

@@ -12,6 +12,7 @@ from typing import Any
 import psutil
 
 from chiml.errors import ChimlError
+from chiml.local import jupyterlab
 from chiml.local.layout import HomeLayout
 from chiml.local.postgres import ManagedPostgres, libpq_url
 from chiml.local.services import LocalService, build_services, database_urls, write_optuna_dashboard_config
@@ -135,11 +136,14 @@ class LocalProfile(Profile):
                     progress("initialising PostgreSQL cluster")
                 pg.init()
             write_optuna_dashboard_config(self.loaded)
+            if any(service.name == "jupyterlab" for service in services):
+                jupyterlab.write_files(self.loaded)
             self.supervisor.write_config()
             # Drop program files of services no longer configured (endpoints are kept).
             wanted = {service.name for service in services}
             for name in self.supervisor.program_names():
-                if name in {"postgresql", "mlflow", "optuna_dashboard", "tensorboard"} and name not in wanted:
+                ours = {"postgresql", "mlflow", "optuna_dashboard", "tensorboard", "jupyterlab"}
+                if name in ours and name not in wanted:
                     self.supervisor.program_file(name).unlink()
             # The database first: MLflow and Optuna need their databases to exist.
             database = [s for s in services if s.name == "postgresql"]
