@@ -1,7 +1,8 @@
 """Install every image's pinned requirements into a throwaway venv (no Docker engine here).
 
-This is what CI can check of the Dockerfiles beyond checkov: that each image's requirements
-resolve and install together on the image's Python. Usage: check_image_requirements.py [NAME...]
+A quick check without a container engine: each image's requirements resolve and install
+together on this Python (`make images` and `make images-test` build and run the real images).
+Usage: check_image_requirements.py [NAME...]
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ SKIP = {
 
 
 def images() -> list[Path]:
-    found = sorted(p.parent for p in ROOT.glob("services/**/requirements.txt") if (p.parent / "Dockerfile").exists())
-    return found
+    # every image's requirements file (the serving runtimes' are under services/serving/docker/<runtime>/,
+    # built as targets of services/serving/Dockerfile)
+    return sorted(p.parent for p in ROOT.glob("services/**/requirements.txt"))
 
 
 def check(image: Path) -> tuple[bool, str]:

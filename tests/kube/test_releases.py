@@ -92,9 +92,11 @@ def test_dockerfiles_pin_their_base_images():
     dockerfiles = [p for p in (REPO / "services").glob("*/Dockerfile") if p.parent.name != "serving"]
     assert {p.parent.name for p in dockerfiles} >= {"mlflow", "optuna-dashboard", "tensorboard"}
     for dockerfile in dockerfiles:
+        # `FROM ${BASE_IMAGE}`: the base is a build argument whose default must be pinned
+        args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", dockerfile.read_text(), re.M))
         for line in dockerfile.read_text().splitlines():
             if line.upper().startswith("FROM "):
-                image = line.split()[1]
+                image = re.sub(r"\$\{(\w+)\}", lambda m, a=args: a.get(m.group(1), m.group(0)), line.split()[1])
                 if image.lower() in {"builder", "build"}:
                     continue
                 assert_pinned(str(dockerfile.relative_to(REPO)), image)

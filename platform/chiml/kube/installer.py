@@ -36,6 +36,7 @@ from rich.table import Table
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
 from chiml.errors import ChimlError
+from chiml.images import load_catalog
 from chiml.kube.helm import Helm, HelmError
 from chiml.kube.kubeapi import KubeApi
 from chiml.kube.releases import Release, ReleaseSet, load_releases
@@ -141,6 +142,9 @@ def plan_platform(loaded: LoadedConfig, cluster: ClusterDescription, gpu: bool |
     if unknown:
         raise ChimlError(f"kubernetes.skip_releases names unknown releases: {', '.join(unknown)}")
     context = RenderContext.for_cluster(cluster, cfg.namespace)
+    # Our images' names come from services/images.yaml (the build's catalog), not the values files.
+    catalog_file = release_set.helm_dir.parent / "services" / "images.yaml"
+    catalog = load_catalog(catalog_file) if catalog_file.exists() else None
     planned, skipped = [], []
     applicable = release_set.applicable(cluster.has_gpu if gpu is None else gpu, cfg.skip_releases)
     for release in release_set:
@@ -150,6 +154,8 @@ def plan_platform(loaded: LoadedConfig, cluster: ClusterDescription, gpu: bool |
             continue
         values_file = release_set.values_path(release)
         values = load_values(values_file, context)
+        if catalog is not None:
+            values = catalog.apply(release.name, values)
         chart_ref = str(release_set.chart_path(release)) if release.is_local else release.chart
         planned.append(
             PlannedRelease(
