@@ -47,7 +47,8 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
 class ServerProcess:
     """``python -m chiml_serving`` in a subprocess on a free loopback port."""
 
-    def __init__(self, model_dir: Path, name: str, workers: int = 1, runtime: str = "mlflow") -> None:
+    def __init__(self, model_dir: Path, name: str, workers: int = 1, runtime: str = "mlflow",
+                 extra: list[str] | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,6 +56,7 @@ class ServerProcess:
         command = [
             sys.executable, "-m", "chiml_serving", "--runtime", runtime, "--model-name", name,
             "--model-dir", str(model_dir), "--http-port", str(self.port), "--workers", str(workers),
+            *(extra or []),
         ]  # fmt: skip
         with self.log.open("w") as handle:
             self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)

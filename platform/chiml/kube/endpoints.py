@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from chiml_contract import runtimes as contract_runtimes
+
 from chiml.errors import ChimlError
 from chiml.kube.kubeapi import ISVC_GROUP, ISVC_VERSION, KubeApi
 from chiml.kube.secrets import INFERENCE_AUTH_SECRET
@@ -29,11 +31,7 @@ ARTIFACT_BUCKET_ROOT = "s3://chiml-artifacts/mlflow"
 
 # runtime -> (model format, ClusterServingRuntime); formats match helm/charts/chiml-runtimes
 RUNTIMES: dict[str, tuple[str, str]] = {
-    "mlflow": ("mlflow", "chiml-mlflow"),
-    "onnxruntime": ("onnx", "chiml-onnxruntime"),
-    "openvino": ("onnx", "chiml-openvino"),
-    "deepsparse": ("onnx", "chiml-deepsparse"),
-    "tensorrt": ("tensorrt", "chiml-tensorrt"),
+    name: (runtime.model_format, runtime.serving_runtime) for name, runtime in contract_runtimes.RUNTIMES.items()
 }
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://", "hf://")
 WORKERS_ARG = re.compile(r"^--workers=(\d+)$")

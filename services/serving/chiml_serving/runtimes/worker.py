@@ -80,7 +80,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             raw = _rows(inputs, int(batch))
             coerce = getattr(engine, "spec", None)
             if coerce is not None:
-                from chiml_serving.runtimes.spec import coerce_inputs
+                from chiml_serving.runtimes.engine import coerce_inputs
 
                 raw = coerce_inputs(engine.spec, raw)
             feeds_by_batch[int(batch)] = raw
