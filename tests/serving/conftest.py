@@ -95,3 +95,18 @@ def digits_server(digits: Digits) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def compile_artifact(model_dir: Path, runtime: str, dest: Path, sample: np.ndarray, flavor: str = "sklearn") -> Path:
+    """What `chiml optimize --target RUNTIME` builds from an MLflow model (scikit-learn or pytorch
+    flavor): the ONNX export and its artifact directory (model.onnx + chiml-runtime.json with the
+    served interface)."""
+    from chiml.optimize import candidates as cands
+    from chiml.optimize.export import export
+    from chiml.optimize.source import InputSpec
+
+    inputs = [InputSpec("input", "float32", [-1, sample.shape[1]])]
+    exported = export(flavor, model_dir, inputs, {"input": sample.astype(np.float32)}, dest / "onnx")
+    candidate = cands.Candidate(runtime, runtime)
+    return cands.build_artifact(candidate, exported, dest / "artifacts", {"model_uri": str(model_dir)},
+                                cands.served_interface(model_dir))

@@ -59,13 +59,15 @@ def _grpc_hooks(model: ChimlModel, options: ServeOptions) -> tuple[Callable[[], 
         from kserve.model_repository import ModelRepository
         from kserve.protocol.dataplane import DataPlane
         from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+        from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
         from kserve.protocol.grpc.servicer import InferenceServicer
         from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
         repository = ModelRepository()
         repository.update(model)
         dataplane = DataPlane(model_registry=repository)
-        server = aio.server(options=[("grpc.max_receive_message_length", options.max_body_bytes),
+        # kserve's interceptor maps InvalidInput to INVALID_ARGUMENT, ModelNotFound to NOT_FOUND...
+        server = aio.server(interceptors=(ExceptionToStatusInterceptor(),), options=[("grpc.max_receive_message_length", options.max_body_bytes),
                                      ("grpc.max_send_message_length", options.max_body_bytes)])
         servicer = InferenceServicer(dataplane, ModelRepositoryExtension(model_registry=repository))
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
