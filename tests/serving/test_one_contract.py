@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from chiml_contract import runtimes
 
+from chiml_contract import runtimes
 from chiml_serving.app import ServingApp
 from chiml_serving.base import ChimlModel
 from chiml_serving.registry import runtime_class

@@ -270,10 +270,10 @@ def test_openapi_document_lists_the_routes(digits_server: ServerProcess) -> None
 
 def test_grpc_answers_like_rest(digits: Digits) -> None:
     """--grpc-port: KServe's V2 gRPC service (kserve's servicer) on loopback beside REST."""
+    import grpc
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
     from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-    import grpc
     from tests.conftest import free_port
 
     grpc_port = free_port()

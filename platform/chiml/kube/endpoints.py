@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chiml_contract import runtimes as contract_runtimes
-
 from chiml.errors import ChimlError
 from chiml.kube.kubeapi import ISVC_GROUP, ISVC_VERSION, KubeApi
 from chiml.kube.secrets import INFERENCE_AUTH_SECRET
 from chiml.serving.backend import Endpoint, EndpointBackend, EndpointStatus, check_name
+from chiml_contract import runtimes as contract_runtimes
 
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 ENDPOINT_LABEL = "chiml.io/endpoint"

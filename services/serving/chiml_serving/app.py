@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from kserve.errors import InvalidInput
@@ -280,7 +280,7 @@ class ServingApp:
             self._openapi = resources.files("chiml_serving").joinpath("openapi.json").read_bytes()
         await _answer(send, 200, self._openapi)
 
-    _plain_routes: dict[str, Callable[[ServingApp, Scope, Send], Awaitable[None]]] = {
+    _plain_routes: ClassVar[dict[str, Callable[[ServingApp, Scope, Send], Awaitable[None]]]] = {
         "/": _root,
         "/v2": _server_metadata,
         "/v2/health/live": _live,

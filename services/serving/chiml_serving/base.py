@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from chiml_contract import datatypes
-from chiml_contract.tensors import TensorSpec, shape_text
 from kserve import Model
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from chiml_contract import datatypes
+from chiml_contract.tensors import TensorSpec, shape_text
 from chiml_serving import codec
 
 log = logging.getLogger("chiml_serving")

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 import orjson
+from kserve.errors import InvalidInput
+
 from chiml_contract import datatypes
 from chiml_contract.tensors import TensorSpec, shape_text
-from kserve.errors import InvalidInput
 
 #: the binary tensor data extension's header (bytes of JSON at the start of the body)
 HEADER_LENGTH = "inference-header-content-length"

@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from chiml_contract.signature import Interface, interface_from_signature
-
 from chiml_serving.base import ChimlModel, TensorSpec, datatype_of, numpy_dtype
 
 log = logging.getLogger(__name__)

@@ -67,8 +67,9 @@ def _grpc_hooks(model: ChimlModel, options: ServeOptions) -> tuple[Callable[[], 
         repository.update(model)
         dataplane = DataPlane(model_registry=repository)
         # kserve's interceptor maps InvalidInput to INVALID_ARGUMENT, ModelNotFound to NOT_FOUND...
-        server = aio.server(interceptors=(ExceptionToStatusInterceptor(),), options=[("grpc.max_receive_message_length", options.max_body_bytes),
-                                     ("grpc.max_send_message_length", options.max_body_bytes)])
+        limits = [("grpc.max_receive_message_length", options.max_body_bytes),
+                  ("grpc.max_send_message_length", options.max_body_bytes)]
+        server = aio.server(interceptors=(ExceptionToStatusInterceptor(),), options=limits)
         servicer = InferenceServicer(dataplane, ModelRepositoryExtension(model_registry=repository))
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
         host = "[::]" if options.host in ("0.0.0.0", "::") else options.host

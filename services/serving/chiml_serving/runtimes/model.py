@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from chiml_contract.signature import Interface
 
+from chiml_contract.signature import Interface
 from chiml_serving.base import ChimlModel, numpy_dtype
 from chiml_serving.runtimes.engine import Engine
 

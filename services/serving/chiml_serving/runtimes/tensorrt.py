@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from chiml_contract.artifact import RuntimeSpec
 from chiml_serving.runtimes.engine import Engine, RuntimeUnavailable, require
 from chiml_serving.runtimes.model import EngineModel
-from chiml_contract.artifact import RuntimeSpec
 
 CACHE_ENV = "CHIML_TRT_CACHE"
 DEFAULT_PROFILE = (1, 8, 64)  # min / opt / max batch of the optimization profile
