@@ -110,3 +110,33 @@ def compile_artifact(model_dir: Path, runtime: str, dest: Path, sample: np.ndarr
     candidate = cands.Candidate(runtime, runtime)
     return cands.build_artifact(candidate, exported, dest / "artifacts", {"model_uri": str(model_dir)},
                                 cands.served_interface(model_dir))
+
+
+def post_declaring(port: int, path: str, length: int, sent: bytes = b'{"inputs": [') -> tuple[int, dict]:
+    """POST that declares a ``length``-byte body but sends only ``sent``: (status, JSON body).
+
+    A raw socket, because an HTTP client refuses to send less than it declares; the server is
+    expected to answer from the headers alone.
+    """
+    import json
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {length}\r\n\r\n".encode() + sent)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body[: _length(data)])
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30

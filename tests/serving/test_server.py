@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.serving.conftest import Digits, ServerProcess
+from tests.serving.conftest import Digits, ServerProcess, post_declaring
 
 
 def _v2(server: ServerProcess, body: object) -> httpx.Response:
@@ -224,12 +224,8 @@ def test_requested_outputs(digits_server: ServerProcess, digits: Digits) -> None
 def test_body_above_the_limit_gets_413_without_being_read(digits_server: ServerProcess) -> None:
     rss_before = psutil.Process(digits_server.process.pid).memory_info().rss
     # the server answers from Content-Length alone; the client sends only the headers
-    with httpx.Client(timeout=10) as client:
-        request = client.build_request("POST", f"{digits_server.url}/v2/models/digits/infer",
-                                       headers={"content-length": str(100 * 2**20), "content-type": "application/json"},
-                                       content=iter([b"{"]))
-        response = client.send(request)
-    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+    status, body = post_declaring(digits_server.port, "/v2/models/digits/infer", 100 * 2**20)
+    assert status == 413 and "exceeds the limit" in body["error"]
     assert psutil.Process(digits_server.process.pid).memory_info().rss - rss_before < 20 * 2**20
     assert httpx.get(f"{digits_server.url}/v2/health/ready", timeout=10).status_code == 200
 
