@@ -140,50 +140,44 @@ class ServingApp:
 
     # ------------------------------------------------------------------ inference
     async def _infer_v2(self, scope: Scope, receive: Receive, send: Send) -> None:
-        timer = self.v2_timer
-        started = time.perf_counter()
-        status = 200
-        try:
-            body = await self._body(scope, receive)
-            self._require_ready()
-            header_length = _header(scope, b"inference-header-content-length")
-            decoded = codec.decode_v2(body, self.model.inputs, self.model.name, header_length)
-            decoded_at = time.perf_counter()
-            results = await self._predict(decoded.arrays)
-            predicted_at = time.perf_counter()
+        def decode(body: bytes) -> tuple[dict[str, Any], codec.Decoded]:
+            decoded = codec.decode_v2(body, self.model.inputs, self.model.name,
+                                      _header(scope, b"inference-header-content-length"))
+            return decoded.arrays, decoded
+
+        def encode(results: dict[str, Any], decoded: codec.Decoded) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
             payload, json_length = codec.encode_v2(self.model.name, results, decoded)
-            timer.decode.observe(decoded_at - started)
-            timer.predict.observe(predicted_at - decoded_at)
-            timer.encode.observe(time.perf_counter() - predicted_at)
-        except InvalidInput as err:
-            status = 400
-            await _answer(send, 400, orjson.dumps({"error": str(err)}))
-            log.info("bad request: %s", err)
-        except HTTPError as err:
-            status = err.status
-            await _answer(send, err.status, orjson.dumps({"error": err.message}))
-        else:
             if json_length is None:
-                await _answer(send, 200, payload)
-            else:
-                await _answer(send, 200, payload, b"application/octet-stream",
-                              [(b"inference-header-content-length", str(json_length).encode())])
-        finally:
-            timer.total.observe(time.perf_counter() - started)
-            timer.count(status)
+                return payload, JSON, []
+            return payload, b"application/octet-stream", [(b"inference-header-content-length",
+                                                           str(json_length).encode())]
+
+        await self._inference(self.v2_timer, scope, receive, send, decode, encode)
 
     async def _predict_v1(self, scope: Scope, receive: Receive, send: Send) -> None:
-        timer = self.v1_timer
+        def decode(body: bytes) -> tuple[dict[str, Any], None]:
+            return codec.decode_v1(codec.loads(body), self.model.inputs, self.model.name), None
+
+        def encode(results: dict[str, Any], _context: None) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+            return codec.encode_v1(results), JSON, []
+
+        await self._inference(self.v1_timer, scope, receive, send, decode, encode)
+
+    async def _inference(self, timer: StageTimer, scope: Scope, receive: Receive, send: Send,
+                         decode: Callable[[bytes], tuple[dict[str, Any], Any]],
+                         encode: Callable[[dict[str, Any], Any], tuple[bytes, bytes, list[tuple[bytes, bytes]]]]
+                         ) -> None:
+        """One inference request of either protocol: body -> arrays -> model -> body, timed by stage."""
         started = time.perf_counter()
         status = 200
         try:
             body = await self._body(scope, receive)
             self._require_ready()
-            arrays = codec.decode_v1(codec.loads(body), self.model.inputs, self.model.name)
+            arrays, context = decode(body)
             decoded_at = time.perf_counter()
             results = await self._predict(arrays)
             predicted_at = time.perf_counter()
-            payload = codec.encode_v1(results)
+            payload, content_type, headers = encode(results, context)
             timer.decode.observe(decoded_at - started)
             timer.predict.observe(predicted_at - decoded_at)
             timer.encode.observe(time.perf_counter() - predicted_at)
@@ -195,7 +189,7 @@ class ServingApp:
             status = err.status
             await _answer(send, err.status, orjson.dumps({"error": err.message}))
         else:
-            await _answer(send, 200, payload)
+            await _answer(send, 200, payload, content_type, headers)
         finally:
             timer.total.observe(time.perf_counter() - started)
             timer.count(status)
