@@ -217,7 +217,7 @@ class ServingApp:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise HTTPError(413, f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes}")
         message = await receive()
-        body = message.get("body", b"")
+        body: bytes = message.get("body", b"")
         if not message.get("more_body"):
             return body  # the common case: one message
         chunks, size = [body], len(body)

@@ -68,7 +68,7 @@ def numpy_dtype(datatype: str) -> np.dtype[Any]:
         raise ValueError(f"unknown V2 datatype {datatype!r}") from None
 
 
-class ChimlModel(Model):
+class ChimlModel(Model):  # type: ignore[misc]  # kserve ships no type information
     """Base of every chiml runtime (see the module docstring for the contract)."""
 
     #: Name reported as ``platform`` in ``GET /v2/models/<name>`` and used by the registry.

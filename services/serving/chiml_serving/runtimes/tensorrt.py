@@ -120,7 +120,7 @@ class TensorRTEngine(Engine):
         if plan_path.is_file():
             plan = plan_path.read_bytes()
         else:
-            plan = build_plan(self.model_path, self.spec, precision, batches)  # type: ignore[arg-type]
+            plan = build_plan(self.model_path, self.spec, precision, batches)
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = plan_path.with_suffix(".tmp")
             tmp.write_bytes(plan)
