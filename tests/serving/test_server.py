@@ -170,8 +170,8 @@ def test_sklearn_endpoint_does_not_load_torch(digits_server: ServerProcess) -> N
 def test_lossless_datatype_is_cast(digits_server: ServerProcess, digits: Digits) -> None:
     """FP32 (or a small integer type) fits FP64 exactly: accepted, as the model's datatype."""
     x = np.round(digits.X[:4])
-    for datatype in ("FP32", "INT16"):
-        response = _v2(digits_server, {"inputs": [_tensor(x, datatype=datatype)]})
+    for datatype, values in (("FP32", x), ("INT16", x.astype(np.int16))):
+        response = _v2(digits_server, {"inputs": [_tensor(values, datatype=datatype)]})
         assert response.status_code == 200, response.text
         np.testing.assert_array_equal(response.json()["outputs"][0]["data"], digits.model.predict(x))
 
