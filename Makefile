@@ -20,12 +20,13 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # The venv is rebuilt only when the pins or the package metadata change.
-$(STAMP): $(CONSTRAINTS) pyproject.toml services/serving/pyproject.toml
+$(STAMP): $(CONSTRAINTS) pyproject.toml services/serving/pyproject.toml contract/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3" "setuptools==84.2.1" "wheel==0.45.1"
 	# torch first, from its exact pin: a resolver left alone would pull a CUDA build.
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]" -e services/serving
+	# the contract and the serving runtimes are chiml's own dependencies, installed from this checkout
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e contract -e services/serving -e ".[$(EXTRAS)]"
 	@touch $@
 
 install: $(STAMP) ## install every pinned dependency into .venv

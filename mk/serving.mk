@@ -7,5 +7,5 @@ serving-test: install ## serving unit tests (real kserve servers and supervisord
 serving-lifecycle: install ## serving end to end on a real local platform (deploy, predict, scale, down/up, delete)
 	$(BIN)/python -m pytest -q -m e2e tests/serving
 
-bench-endpoint: install ## endpoint latency p50/p99, batch 1 and 64 (benchmarks/results/endpoint.json)
+bench-endpoint: install ## every chiml runtime vs MLServer, kserve, mlflow serve: req/s, p50/p99, RSS (needs wrk)
 	$(BIN)/python benchmarks/run_all.py endpoint

@@ -21,6 +21,7 @@ from chiml.errors import ChimlError
 from chiml.kube.kubeapi import ISVC_GROUP, ISVC_VERSION, KubeApi
 from chiml.kube.secrets import INFERENCE_AUTH_SECRET
 from chiml.serving.backend import Endpoint, EndpointBackend, EndpointStatus, check_name
+from chiml_contract import runtimes as contract_runtimes
 
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 ENDPOINT_LABEL = "chiml.io/endpoint"
@@ -29,11 +30,7 @@ ARTIFACT_BUCKET_ROOT = "s3://chiml-artifacts/mlflow"
 
 # runtime -> (model format, ClusterServingRuntime); formats match helm/charts/chiml-runtimes
 RUNTIMES: dict[str, tuple[str, str]] = {
-    "mlflow": ("mlflow", "chiml-mlflow"),
-    "onnxruntime": ("onnx", "chiml-onnxruntime"),
-    "openvino": ("onnx", "chiml-openvino"),
-    "deepsparse": ("onnx", "chiml-deepsparse"),
-    "tensorrt": ("tensorrt", "chiml-tensorrt"),
+    name: (runtime.model_format, runtime.serving_runtime) for name, runtime in contract_runtimes.RUNTIMES.items()
 }
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://", "hf://")
 WORKERS_ARG = re.compile(r"^--workers=(\d+)$")

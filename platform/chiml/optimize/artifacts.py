@@ -12,7 +12,7 @@ from chiml.errors import ChimlError
 from chiml.optimize import tracking
 from chiml.optimize.candidates import CANDIDATES
 from chiml.optimize.source import ModelRef, get_version, mlflow_client, quiet_mlflow
-from chiml_serving.runtimes.spec import SPEC_FILE, RuntimeSpec
+from chiml_contract.artifact import SPEC_FILE, RuntimeSpec
 
 
 def _optimization_runs(client: Any, name: str, version: str) -> list[Any]:

@@ -118,6 +118,7 @@ def measure(*, flavor: str, model_dir: Path, inputs: list[InputSpec], sample: di
 
     measured: dict[str, Path] = {}
     triton_dir: Path | None = None
+    interface = cands.served_interface(model_dir)
     for candidate in candidates:
         row = RuntimeRow(candidate.name, candidate.runtime, UNAVAILABLE)
         report.rows.append(row)
@@ -126,7 +127,7 @@ def measure(*, flavor: str, model_dir: Path, inputs: list[InputSpec], sample: di
             continue
         say(f"compiling and measuring {candidate.name}")
         try:
-            directory = cands.build_artifact(candidate, exported, workdir / "artifacts", source or {})
+            directory = cands.build_artifact(candidate, exported, workdir / "artifacts", source or {}, interface)
         except ValueError as err:
             row.status, row.reason = REJECTED, str(err)
             continue
@@ -163,7 +164,7 @@ def measure(*, flavor: str, model_dir: Path, inputs: list[InputSpec], sample: di
 def _triton_repository(artifact: Path, repo: Path, name: str) -> Path | None:
     """The plan the worker built (and cached beside the artifact), laid out for Triton."""
     from chiml.optimize.triton import write_repository
-    from chiml_serving.runtimes.spec import RuntimeSpec
+    from chiml_contract.artifact import RuntimeSpec
 
     plans = sorted((artifact / "engines").glob("*.plan"))
     if not plans:

@@ -414,7 +414,7 @@ class LocalEndpoints(EndpointBackend):
 
 def _check_runtime(runtime: str) -> None:
     """The runtime the endpoint process will run must be one chiml_serving knows."""
-    from chiml_serving.registry import RUNTIMES
+    from chiml_contract.runtimes import RUNTIMES
 
     if runtime not in RUNTIMES:
         raise ChimlError(f"unknown serving runtime {runtime!r}", hint=f"choose one of auto, {', '.join(RUNTIMES)}")
