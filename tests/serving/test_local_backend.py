@@ -53,7 +53,8 @@ def _assert_nothing_left(backend: LocalEndpoints, name: str) -> None:
     assert not (backend.root / name).exists()
     assert not [p for p in backend.supervisor.program_names() if p.startswith(f"endpoint-{name}-")]
     assert not list(backend.supervisor.logs.glob(f"endpoint-{name}-*"))
-    assert backend.supervisor.program_info(f"endpoint-{name}-0") is None
+    for program in (f"endpoint-{name}-0", f"endpoint-{name}-front", f"endpoint-{name}-autoscaler"):
+        assert backend.supervisor.program_info(program) is None
     assert not _serving_processes(backend.home)
 
 
@@ -100,10 +101,14 @@ def test_port_allocation_skips_used_and_busy_ports(tmp_path: Path, monkeypatch: 
     low = int(free_port_range(3).split("-")[0])
     profile = _profile(tmp_path, monkeypatch, endpoint_ports=f"{low}-{low + 2}")
     backend = LocalEndpoints(profile)
-    doc = {STATE_KEY: {"other": {"ports": [low]}}}
+    doc = {STATE_KEY: {"other": {"ports": [low]}}}  # a record of an older chiml: replica ports only
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", low + 1))
         busy.listen()
         assert backend._allocate(doc, 1) == [low + 2]
+        # an endpoint's front port and its replicas' ports are all taken
+        taken = {STATE_KEY: {"other": {"port": low + 2, "replicas": [{"id": 0, "port": low}]}}}
+        with pytest.raises(ChimlError, match="no free port left"):
+            backend._allocate(taken, 1)
         with pytest.raises(ChimlError, match=f"no free port left in local.endpoint_ports \\({low}-{low + 2}\\)"):
             backend._allocate(doc, 2)

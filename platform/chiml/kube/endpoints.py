@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError, NotFoundError, NotSupportedError
-from chiml.kube.kubeapi import ISVC_GROUP, ISVC_VERSION, KubeApi
+from chiml.kube.kubeapi import ISVC_GROUP, ISVC_VERSION, KubeApi, api_error_message
 from chiml.kube.secrets import INFERENCE_AUTH_SECRET
 from chiml.progress import Progress, silent
 from chiml.serving.backend import Endpoint, EndpointBackend, EndpointStatus, Scaling, check_name, resolve_scaling
@@ -151,14 +151,17 @@ class KServeEndpoints(EndpointBackend):
     def _what_to_serve(self, model_uri: str, runtime: str | None, dry_run: bool) -> tuple[str, str, str]:
         """(runtime, storage URI, what it is) for ``model_uri`` served by ``runtime``.
 
-        ``mlflow`` serves the MLflow model itself; any other runtime (``auto`` included) serves
-        the artifact optimize compiled for it, found through MLflow."""
+        ``mlflow`` serves the MLflow model itself, and a storage URI (s3://, pvc://...) is served
+        as the named runtime's artifact; for a registered model any other runtime (``auto``
+        included) serves the artifact optimize compiled for that version, found through MLflow."""
         chosen = runtime or self.default_runtime
         known = chosen == "auto" or chosen in RUNTIMES or _is_candidate(chosen)
         if not known:
             raise InvalidInputError(f"unknown runtime {chosen!r}: choose auto or one of {', '.join(RUNTIMES)}")
-        if chosen == "mlflow":
-            if dry_run and model_uri.startswith(("models:/", "runs:/")):
+        registry = model_uri.startswith(("models:/", "runs:/"))
+        if chosen == "mlflow" or (chosen in RUNTIMES and not registry):
+            # the MLflow model, or a storage location the user says holds that runtime's artifact
+            if dry_run and registry:
                 return chosen, UNRESOLVED.format(model_uri), model_uri
             return chosen, self.storage_uri(model_uri), model_uri
         if not model_uri.startswith("models:/"):
@@ -319,7 +322,7 @@ class KServeEndpoints(EndpointBackend):
         existing = self.api.get_isvc(self.namespace, name)
         if existing is None:
             progress(f"creating InferenceService {self.namespace}/{name}")
-            self.api.create_isvc(self.namespace, body)
+            self._send(f"create InferenceService {name}", self.api.create_isvc, self.namespace, body)
         else:
             if existing["metadata"].get("labels", {}).get(MANAGED_LABEL) != "chiml":
                 raise AlreadyExistsError(
@@ -333,10 +336,20 @@ class KServeEndpoints(EndpointBackend):
                     if key in old:
                         predictor[key] = old[key]
             progress(f"updating InferenceService {self.namespace}/{name} (rolling)")
-            self.api.patch_isvc(self.namespace, name, _merge_patch_of(existing, body))
+            self._send(f"update InferenceService {name}", self.api.patch_isvc, self.namespace, name,
+                       _merge_patch_of(existing, body))
         if not wait:
             return self.get(name)
         return self._wait_ready(name, created=existing is None, timeout_s=timeout_s, poll_s=poll_s, progress=progress)
+
+    def _send(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
+        """A create or patch; the API server's (or KServe's webhook's) refusal as one line."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return call(*args)
+        except ApiException as err:
+            raise ChimlError(f"the cluster refused to {what}: {api_error_message(err)}") from None
 
     def _wait_ready(self, name: str, created: bool, timeout_s: float, poll_s: float, progress: Progress) -> Endpoint:
         deadline = time.monotonic() + timeout_s
@@ -396,7 +409,8 @@ class KServeEndpoints(EndpointBackend):
         predictor: dict[str, Any] = {key: None for key in _OPTIONAL_PREDICTOR[:2]}
         predictor.update(_predictor_scaling(scaling))
         progress(f"scaling InferenceService {self.namespace}/{name}")
-        self.api.patch_isvc(self.namespace, name, {"spec": {"predictor": predictor}})
+        self._send(f"scale InferenceService {name}", self.api.patch_isvc, self.namespace, name,
+                   {"spec": {"predictor": predictor}})
         return self.get(name)
 
     def delete(self, name: str) -> None:

@@ -44,22 +44,32 @@ def wanted(total: float, scaling: Scaling, target: float) -> int:
 
 @dataclass
 class Recommender:
-    """Stabilised recommendations: up at once, down after ``down_delay_s`` of lower wants."""
+    """Stabilised recommendations: up at once, down once no want of the last ``down_delay_s``
+    seconds reached the current count (then to the highest want of that window)."""
 
     down_delay_s: float
     clock: Callable[[], float] = time.monotonic
     history: deque[tuple[float, int]] = field(default_factory=deque)
+    high_at: float | None = None  # when a want last reached the current count
+
+    def reset(self) -> None:
+        """After a change: the next scale-down waits a whole delay again."""
+        self.history.clear()
+        self.high_at = self.clock()
 
     def recommend(self, current: int, want: int) -> int:
         now = self.clock()
+        if self.high_at is None:
+            self.high_at = now
         self.history.append((now, want))
         while self.history and self.history[0][0] < now - self.down_delay_s:
             self.history.popleft()
         if want >= current:
+            self.high_at = now
             return want
-        covered = self.history[0][0] <= now - self.down_delay_s + 1e-6 if self.down_delay_s > 0 else True
-        highest = max(w for _, w in self.history)
-        return max(highest, want) if covered and highest < current else current
+        if now - self.high_at < self.down_delay_s:
+            return current
+        return max(w for _, w in self.history)
 
 
 class CpuMeter:
@@ -140,7 +150,7 @@ def run(backend: Any, name: str, *, stop: Callable[[], bool] = lambda: False) ->
             log.info("endpoint %s is being changed: skipping this decision", name)
         except ChimlError as err:
             log.warning("endpoint %s: scaling to %d failed: %s", name, decision, err)
-        recommender.history.clear()
+        recommender.reset()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -73,6 +73,7 @@ class ServerStats:
     status: str  # UP, DOWN, DRAIN, MAINT, "UP 1/2" (going down)...
     in_flight: int  # requests being served by it now
     port: int | None = None
+    served: int = 0  # requests sent to it since the front started
 
     @property
     def serving(self) -> bool:
@@ -152,7 +153,7 @@ defaults
     timeout http-request 30s
     timeout server {timeout}s
     timeout queue 30s
-    timeout check 2s
+    timeout check 3s
     # an inference request may be replayed: retry what never got an answer, on another replica;
     # a retry needs the whole request in HAProxy's buffer, so wait for the body before forwarding
     option http-buffer-request
@@ -167,6 +168,7 @@ frontend endpoint
 backend {BACKEND}
     balance leastconn
     option httpchk GET /v2/health/ready
+    option log-health-checks
     http-check expect status 200
 {servers}"""
 
@@ -254,7 +256,8 @@ class FrontApi:
             elif re.fullmatch(r"r\d+", name):
                 address = row.get("addr") or ""
                 port = int(address.rsplit(":", 1)[1]) if ":" in address else None
-                servers.append(ServerStats(int(name[1:]), row.get("status", ""), int(row.get("scur") or 0), port))
+                servers.append(ServerStats(int(name[1:]), row.get("status", ""), int(row.get("scur") or 0), port,
+                                           int(row.get("stot") or 0)))
         return FrontStats(sorted(servers, key=lambda s: s.id), queued)
 
     def wait_idle(self, replica_id: int, timeout_s: float) -> bool:

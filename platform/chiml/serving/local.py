@@ -95,7 +95,8 @@ def _replicas(record: dict[str, Any]) -> list[dict[str, Any]]:
     if "replicas" in record:
         return list(record["replicas"])
     return [
-        {"id": i, "port": port, "model_dir": "model", "runtime": record["runtime"], "workers": record["workers"]}
+        {"id": i, "port": port, "model_dir": "model", "runtime": record.get("runtime", "mlflow"),
+         "workers": record.get("workers", 1)}
         for i, port in enumerate(record.get("ports", []))
     ]
 
@@ -609,7 +610,6 @@ class LocalEndpoints(EndpointBackend):
         scale_target: int | None = None,
         progress: Progress = silent,
     ) -> Endpoint:
-        self._record(name)
         scaling = resolve_scaling(
             replicas, min_replicas, max_replicas, scale_metric, scale_target,
             default_replicas=1, metrics=LOCAL_METRICS,
@@ -617,6 +617,7 @@ class LocalEndpoints(EndpointBackend):
         if scaling is None:
             raise InvalidInputError("give a number of replicas, or --min-replicas/--max-replicas")
         self._require_running()
+        self._record(name)
         with self.lock(name, progress=progress):
             record = self._record(name)
             before = len(_replicas(record))
