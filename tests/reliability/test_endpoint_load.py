@@ -118,3 +118,37 @@ def test_load_while_scaling_up_and_down(endpoint, figures: dict) -> None:
     assert result.requests >= REQUESTS
     assert result.error_count == 0, f"{result.summary()}\nfront log:\n{_front_log(backend)}"
     assert len(backend.get(NAME).replica_info) == 2
+
+
+def test_the_front_killed_under_load_comes_back(endpoint, figures: dict) -> None:
+    """The front itself is one process: kill -9 it mid-run, and supervisord starts it again from
+    its configuration (the replicas the state lists). Requests sent in between fail; the figure
+    says how many and how long the URL was gone."""
+    import httpx
+
+    from chiml.serving.local import front_program_name
+
+    backend, digits, _ = endpoint
+    pid = backend.supervisor.program_info(front_program_name(NAME))["pid"]
+    requests = REQUESTS // 5
+    load = Background(_infer_url(backend), _body(digits), requests, CONCURRENCY)
+    load.wait_for(requests // 4)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    deadline = killed_at + 30
+    while True:
+        try:
+            if httpx.get(f"{backend.url(NAME)}/v2/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the front did not come back within 30 s"
+        time.sleep(0.05)
+    back_after = time.monotonic() - killed_at
+    result = load.join()
+    figures["front kill -9 under load: back after, requests failed meanwhile"] = (
+        f"{back_after:.2f} s, {result.error_count} of {result.requests}")
+    assert back_after < 5
+    after = backend.get(NAME)
+    assert after.status == "ready" and all(r["front"] != "absent" for r in after.replica_info)
+    assert backend.supervisor.program_info(front_program_name(NAME))["pid"] != pid
