@@ -112,3 +112,19 @@ def test_port_allocation_skips_used_and_busy_ports(tmp_path: Path, monkeypatch: 
             backend._allocate(taken, 1)
         with pytest.raises(ChimlError, match=f"no free port left in local.endpoint_ports \\({low}-{low + 2}\\)"):
             backend._allocate(doc, 2)
+
+
+def test_a_deploy_killed_half_way_is_replaced_by_the_next_one(backend: LocalEndpoints, digits: Digits) -> None:
+    """A CLI killed mid-deploy leaves a `deploying` record (and maybe programs): the next deploy
+    of that name, holding the endpoint's lock, clears it and deploys afresh."""
+    with backend.state.edit() as doc:
+        doc.setdefault(STATE_KEY, {})["halfway"] = {
+            "model_uri": "gone", "runtime": "mlflow", "workers": 1, "port": 1, "status": "deploying",
+            "replicas": [{"id": 0, "port": 2, "model_dir": "rev-1/model", "runtime": "mlflow", "workers": 1}],
+        }  # fmt: skip
+    (backend.root / "halfway" / "rev-1").mkdir(parents=True)
+    endpoint = backend.deploy(str(digits.model_dir), "halfway")
+    assert endpoint.status == "ready" and endpoint.model_uri == str(digits.model_dir)
+    assert 1 not in endpoint.ports and endpoint.url != "http://127.0.0.1:1"
+    backend.delete("halfway")
+    _assert_nothing_left(backend, "halfway")

@@ -39,8 +39,8 @@ INSTALL_HINT = "install HAProxy 2.6 or newer: `apt-get install haproxy` (Debian 
     "`brew install haproxy` (macOS), or `make serving-deps`"
 # Where package managers put it when it is not on PATH (Debian: /usr/sbin, not on a user's PATH).
 _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/bin", "/opt/homebrew/sbin")
-# AF_UNIX socket paths are limited to ~107 bytes.
-_MAX_SOCKET_PATH = 100
+# AF_UNIX socket paths are limited to ~107 bytes, and HAProxy's `stats socket` to 97.
+_MAX_SOCKET_PATH = 97
 # Every replica gets these server options, in the file and when added at run time (HAProxy does
 # not apply `default-server` to servers added through the runtime API): a check every second
 # (250 ms while a state change is pending), down after 2 failed checks or at the first refused

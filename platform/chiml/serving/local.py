@@ -446,7 +446,12 @@ class LocalEndpoints(EndpointBackend):
         self._require_running()
         front.find_haproxy()  # one clear line before anything starts
         with self.lock(name, progress=progress):
-            if name in self._records():
+            existing = self._records().get(name)
+            if existing is not None and existing.get("status") == "deploying":
+                # we hold its lock, so the deploy that wrote this was killed half-way: start afresh
+                progress(f"removing what an interrupted deploy of {name} left")
+                self._teardown(name)
+            elif existing is not None:
                 return self._update(name, model_uri, runtime, workers_given, scaling, progress)
             return self._create(name, model_uri, runtime, workers, scaling or Scaling(self.settings.replicas,
                                                                                       self.settings.replicas), progress)
@@ -491,7 +496,9 @@ class LocalEndpoints(EndpointBackend):
             spec = {"model_dir": "rev-1/model", "runtime": chosen, "workers": workers}
             self._add_replicas(name, scaling.min_replicas, spec, progress)
             progress(f"starting the front of {name}")
-            self.supervisor.add_program(self._front_program(name))
+            program = self._front_program(name)
+            front.check_config(program.command[0], self._front_config(name))
+            self.supervisor.add_program(program)
             record = self._record(name)
             self._wait_front(name, record["port"])
             if scaling.autoscaled:
