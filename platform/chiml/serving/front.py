@@ -214,7 +214,10 @@ class FrontApi:
         return True
 
     def _checked(self, line: str) -> None:
-        answer = self.command(line).strip()
+        self._check_answer(line, self.command(line).strip())
+
+    @staticmethod
+    def _check_answer(line: str, answer: str) -> None:
         # success is an empty answer or an informative line; failures name themselves
         if answer and any(word in answer.lower() for word in _REFUSALS):
             raise ChimlError(f"the endpoint front refused `{line}`: {answer.splitlines()[0]}")
@@ -222,8 +225,11 @@ class FrontApi:
     def add(self, replica: ReplicaAddress) -> None:
         """Add a replica (already answering) and send it traffic at once."""
         server = f"{BACKEND}/{server_name(replica.id)}"
-        self._checked(f"add server {server} {HOST}:{replica.port} {SERVER_OPTIONS}")
-        self._checked(f"enable health {server}")
+        answer = self.command(f"add server {server} {HOST}:{replica.port} {SERVER_OPTIONS}").strip()
+        # "already exists": a front restarted meanwhile read it from its configuration file
+        if "already exists" not in answer.lower():
+            self._check_answer(f"add server {server}", answer)
+            self._checked(f"enable health {server}")
         self._checked(f"set server {server} state ready")
 
     def drain(self, replica_id: int) -> None:
