@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chiml.config import LoadedConfig, load_config
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 from chiml.profiles import Profile, ServiceStatus, get_profile
 
 
@@ -95,7 +95,15 @@ class Platform:
         """The profile's endpoint backend (local processes or KServe InferenceServices)."""
         return self.profile.endpoints()
 
-    def deploy(self, model_uri: str, name: str, **options: Any) -> Any:
+    def deploy(self, model_uri: str, name: str, *, dry_run: bool = False, **options: Any) -> Any:
+        """Serve a model under ``name`` (an existing endpoint is updated, rolling); ``dry_run``
+        (cluster profiles): the Kubernetes objects it would create, nothing contacted."""
+        if dry_run:
+            if self.profile.name == "local":
+                raise NotSupportedError(
+                    "--dry-run is for cluster profiles: on the local profile an endpoint is local processes"
+                )
+            return self.profile.endpoints(connect=False).deploy(model_uri, name, dry_run=True, **options)
         return self.endpoints.deploy(model_uri, name, **options)
 
     def predict(self, name: str, inputs: Any, **options: Any) -> Any:

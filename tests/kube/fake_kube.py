@@ -229,6 +229,8 @@ class FakeCustomObjectsApi:
         key = self._key(group, version, namespace, plural, name)
         if key in self.objects:
             raise api_exception(409, "AlreadyExists", f'{plural}.{group} "{name}" already exists')
+        if plural == "inferenceservices":  # the CRD's schema and KServe's admission webhook
+            _invalid("InferenceService", name, body)
         stored = copy.deepcopy(body)
         stored["metadata"].update(namespace=namespace, generation=1, uid=f"uid-{name}",
                                   creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -258,6 +260,8 @@ class FakeCustomObjectsApi:
         if key not in self.objects:
             raise api_exception(404, "NotFound", f'{plural}.{group} "{name}" not found')
         patched = _merge_patch(self.objects[key], body)
+        if plural == "inferenceservices":
+            _invalid("InferenceService", name, {k: v for k, v in patched.items() if k != "status"})
         if patched.get("spec") != self.objects[key].get("spec"):
             patched["metadata"]["generation"] = self.objects[key]["metadata"]["generation"] + 1
         self.objects[key] = patched

@@ -25,15 +25,16 @@ class Digits:
     X: np.ndarray
 
 
-def save_digits_model(directory: Path) -> Digits:
+def save_digits_model(directory: Path, shift: int = 0) -> Digits:
+    """``shift``: a second version of the model that predicts ``(digit + shift) % 10``."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
     X, y = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=200).fit(X[:600], y[:600])
-    path = directory / "digits"
+    model = LogisticRegression(max_iter=200).fit(X[:600], (y[:600] + shift) % 10)
+    path = directory / ("digits" if not shift else f"digits-shift{shift}")
     # pip_requirements=[]: skip MLflow's slow requirement inference (it imports torch and more).
     mlflow.sklearn.save_model(model, str(path), signature=infer_signature(X, model.predict(X)), pip_requirements=[])
     return Digits(model_dir=path, model=model, X=X)

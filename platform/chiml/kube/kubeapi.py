@@ -220,6 +220,20 @@ class KubeApi:
             for e in recent
         ]
 
+    def events_about(self, namespace: str, kind: str, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Events (any type) about one object, oldest first: time, reason, message."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            events = self._call("list events", self.core.list_namespaced_event, namespace).items
+        except ApiException:
+            return []
+        mine = [e for e in events if e.involved_object.kind == kind and e.involved_object.name == name]
+        stamped = [(e.last_timestamp or e.event_time or e.metadata.creation_timestamp, e) for e in mine]
+        stamped.sort(key=lambda pair: pair[0] or datetime.min.replace(tzinfo=UTC))
+        return [{"time": str(when or ""), "reason": e.reason or "", "message": (e.message or "").strip()}
+                for when, e in stamped[-limit:]]
+
     def pods_ready(self, namespace: str, selector: str) -> tuple[int, int]:
         """(ready pods, pods) matching a label selector."""
         pods = self._call("list pods", self.core.list_namespaced_pod, namespace, label_selector=selector).items

@@ -59,6 +59,24 @@ def resolve_runtime_artifact(platform: Any, model_uri: str, runtime: str) -> tup
         return _resolve(platform.tracking_uri, Path(platform.home), model_uri, runtime)
 
 
+def compiled_artifact(tracking_uri: str, model_uri: str, runtime: str) -> tuple[str, str, str]:
+    """(serving runtime, MLflow artifact URI of the compiled folder, candidate) without downloading.
+
+    For a cluster, whose storage initializer fetches the artifact itself: ``runtime`` is ``auto``
+    (the recorded decision) or a candidate; TensorRT is served by Triton from the run's model
+    repository (``triton/``), every other runtime from ``runtimes/<candidate>/``.
+    """
+    if runtime != "auto" and runtime not in CANDIDATES:
+        raise ChimlError(f"unknown runtime {runtime!r}: choose auto or one of {', '.join(CANDIDATES)}")
+    with quiet_mlflow():
+        client = mlflow_client(tracking_uri)
+        ref = ModelRef.parse(model_uri)
+        run_id, candidate = find_run(client, ref.name, get_version(client, ref), runtime)
+        serving = CANDIDATES[candidate][0]
+        folder = "triton" if serving == "tensorrt" else f"runtimes/{candidate}"
+        return serving, f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{folder}", candidate
+
+
 def _resolve(tracking_uri: str, home: Path, model_uri: str, runtime: str) -> tuple[str, Path]:
     import mlflow
 

@@ -159,12 +159,12 @@ class ChameleonProfile(Profile):
     def tensorboard_logdir(self) -> str:
         return self._url("tensorboard_logdir")
 
-    def endpoints(self) -> Any:
+    def endpoints(self, connect: bool = True) -> Any:
         """KServe endpoints on the k3s cluster (the kubernetes profile's backend)."""
         kube = self._kube()
         if kube is None:
             raise ChimlError("endpoints need the Helm layer (chiml.kube), which is not in this checkout")
-        return kube.endpoints()
+        return kube.endpoints(connect=connect)
 
     def secrets(self) -> dict[str, str]:
         """Generated platform credentials (`chiml status --show-secrets`)."""

@@ -170,11 +170,21 @@ class KubernetesProfile(Profile):
     def tensorboard_logdir(self) -> str:
         return "s3://chiml-artifacts/tensorboard"
 
-    def endpoints(self) -> Any:
-        from chiml.kube.endpoints import KServeEndpoints
+    def endpoints(self, connect: bool = True) -> Any:
+        """KServe endpoints; ``connect=False`` builds manifests only (``deploy --dry-run``)."""
+        from chiml.kube.endpoints import KServeEndpoints, OptimizedArtifact
 
-        recorded = self._require_installed()
         serving = self.config.serving
+        defaults = {"default_runtime": serving.runtime, "default_replicas": serving.replicas,
+                    "default_workers": serving.workers}
+        if not connect:
+            recorded = self._recorded()
+            return KServeEndpoints(
+                None, recorded.get("namespace", self.kcfg.namespace),
+                ingress_scheme=recorded.get("ingress_scheme", "http"),
+                ingress_domain=recorded.get("ingress_domain", "chiml.local"), **defaults,
+            )  # fmt: skip
+        recorded = self._require_installed()
 
         def resolve(uri: str) -> str:
             # models:/ and runs:/ -> the artifact location MLflow recorded (mlflow-artifacts:/...)
@@ -189,15 +199,21 @@ class KubernetesProfile(Profile):
 
             return RunsArtifactRepository.get_underlying_uri(uri)
 
+        def optimized(uri: str, runtime: str) -> OptimizedArtifact:
+            # what `chiml optimize` compiled for that version (the decision, for `auto`)
+            from chiml.optimize.artifacts import compiled_artifact
+
+            serving_runtime, artifact_uri, candidate = compiled_artifact(self.tracking_uri(), uri, runtime)
+            return OptimizedArtifact(serving_runtime, artifact_uri, candidate)
+
         return KServeEndpoints(
             self.api(),
             recorded.get("namespace", self.kcfg.namespace),
             ingress_scheme=recorded.get("ingress_scheme", "http"),
             ingress_domain=recorded.get("ingress_domain", "chiml.local"),
-            default_runtime=serving.runtime,
-            default_replicas=serving.replicas,
-            default_workers=serving.workers,
             resolve_uri=resolve,
+            resolve_optimized=optimized,
+            **defaults,
         )
 
     def smoke_args(self) -> tuple[list[str], dict[str, str]]:

@@ -246,7 +246,15 @@ class LocalProfile(Profile):
                     pid=proc.get("pid") or None,
                 )
             )
-        return result
+        return result + self._endpoint_statuses()
+
+    def _endpoint_statuses(self) -> list[ServiceStatus]:
+        """One line per model endpoint: its one URL (the front) and how many replicas serve."""
+        try:
+            rows = self.endpoints().health()
+        except (ChimlError, ImportError):
+            return []
+        return [ServiceStatus(f"endpoint {name}", url, ok, detail) for name, url, ok, detail in rows]
 
     def logs(self, service: str, lines: int = 100, follow: bool = False) -> None:
         path = self.supervisor.log_file(service)

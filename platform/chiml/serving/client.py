@@ -19,7 +19,6 @@ Plain lists take the endpoint's declared datatype; the shape is the nested lists
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,6 @@ _V2_NUMPY = {
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
 }  # fmt: skip
-_round_robin: dict[str, itertools.count[int]] = {}
 _metadata_cache: dict[tuple[str, str], dict[str, Any]] = {}
 
 
@@ -176,11 +174,8 @@ def decode_outputs(response: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------- the SDK call
 def endpoint_url(backend: Any, name: str) -> str:
-    """Replica URLs in turn when the backend lists several (local profile), else its URL."""
-    urls_of = getattr(backend, "urls", None)
-    urls = urls_of(name) if urls_of is not None else [backend.url(name)]
-    counter = _round_robin.setdefault(name, itertools.count())
-    return urls[next(counter) % len(urls)]
+    """The endpoint's one URL (local: its front, which spreads requests over the replicas)."""
+    return str(backend.url(name))
 
 
 def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = None) -> Any:
