@@ -54,6 +54,7 @@ from chiml.serving.backend import (
     check_name,
     resolve_scaling,
 )
+from chiml_contract.runtimes import RUNTIMES, serve_command
 
 STATE_KEY = "endpoints"
 HOST = front.HOST
@@ -198,14 +199,13 @@ class LocalEndpoints(EndpointBackend):
     def _replica_program(self, name: str, replica: dict[str, Any]) -> Program:
         return Program(
             name=program_name(name, replica["id"]),
-            command=[
-                *(self._interpreter(replica["runtime"]), "-m", "chiml_serving", "--runtime", replica["runtime"]),
-                *("--model-name", name, "--model-dir", str(self.root / name / replica["model_dir"])),
-                *("--http-port", str(replica["port"]), "--workers", str(replica["workers"])),
-                *("--host", HOST),
-            ],
+            # the command line the contract defines for an endpoint process (the chart's too)
+            command=serve_command(
+                self._interpreter(replica["runtime"]), replica["runtime"], name,
+                self.root / name / replica["model_dir"], replica["port"], host=HOST, workers=replica["workers"],
+            ),
             directory=self.root / name,
-            # WARNING keeps kserve's per-request trace lines out of the log (access lines stay).
+            # WARNING keeps per-request trace lines out of the log (access lines are off by default).
             environment={"PYTHONUNBUFFERED": "1", "KSERVE_LOGLEVEL": "WARNING"},
             priority=900,  # after the platform's own services
             # A model load that crashes within 30 s counts as a failed start (supervisord backs
@@ -808,8 +808,6 @@ def _describe(scaling: Scaling) -> str:
 
 def _check_runtime(runtime: str) -> None:
     """The runtime the endpoint process will run must be one chiml_serving knows."""
-    from chiml_contract.runtimes import RUNTIMES
-
     if runtime not in RUNTIMES:
         raise InvalidInputError(f"unknown serving runtime {runtime!r}",
                                 hint=f"choose one of auto, {', '.join(RUNTIMES)}")
