@@ -100,5 +100,8 @@ def test_local_secrets_never_leak(tmp_path: Path):
         status = chiml("status", "--json", cwd=tmp_path).stdout
         assert password not in status
         json.loads(status)
+        # shown only when asked for
+        shown = json.loads(chiml("status", "--json", "--show-secrets", cwd=tmp_path).stdout)
+        assert shown["secrets"]["postgresql_password"] == password
     finally:
         chiml("down", cwd=tmp_path, check=False)
