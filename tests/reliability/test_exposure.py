@@ -103,6 +103,24 @@ def test_local_secrets_never_leak(tmp_path: Path):
         # shown only when asked for
         shown = json.loads(chiml("status", "--json", "--show-secrets", cwd=tmp_path).stdout)
         assert shown["secrets"]["postgresql_password"] == password
+
+        # every socket the platform listens on is on loopback (supervisord's own is a unix socket)
+        from chiml.local.supervisor import Supervisor
+
+        ident = Supervisor(home).ident
+        listening = []
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if proc.environ().get("CHIML_SUPERVISOR") != ident:
+                    continue
+                listening += [(proc.name(), c.laddr.ip, c.laddr.port) for c in proc.connections(kind="inet")
+                              if c.status == psutil.CONN_LISTEN]  # psutil 5.x spelling
+            except (psutil.Error, OSError):
+                continue
+        # MLflow, optuna-dashboard, TensorBoard, PostgreSQL at least
+        assert len({port for _, _, port in listening}) >= 4 and "postgres" in {n for n, _, _ in listening}, listening
+        exposed = [entry for entry in listening if entry[1] not in ("127.0.0.1", "::1")]
+        assert exposed == [], f"listening off loopback: {exposed}"
     finally:
         chiml("down", cwd=tmp_path, check=False)
 
