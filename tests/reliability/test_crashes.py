@@ -24,6 +24,7 @@ import yaml
 from chiml.local.supervisor import Supervisor
 from tests.conftest import write_local_config
 from tests.platform.test_local_e2e import chiml
+from tests.reliability.conftest import remove_postgres_data
 
 pytestmark = pytest.mark.e2e
 
@@ -125,6 +126,7 @@ def test_killed_postgresql_comes_back_with_its_data(tmp_path: Path, figures: dic
         assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.6)]
     finally:
         chiml("down", cwd=tmp_path, check=False)
+        remove_postgres_data(tmp_path / ".chiml")
     assert Supervisor(tmp_path / ".chiml").orphans() == []
 
 

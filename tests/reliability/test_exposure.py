@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import write_local_config
 from tests.platform.test_local_e2e import chiml
+from tests.reliability.conftest import remove_postgres_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,7 @@ def test_local_secrets_never_leak(tmp_path: Path):
         assert exposed == [], f"listening off loopback: {exposed}"
     finally:
         chiml("down", cwd=tmp_path, check=False)
+        remove_postgres_data(home)
 
 
 def test_every_checkov_skip_in_the_repository_is_justified():
