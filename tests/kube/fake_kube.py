@@ -65,6 +65,7 @@ class FakeCoreV1Api:
         self.job_pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.created_config_maps: list[dict[str, Any]] = []  # every ConfigMap accepted, for inspection
         self.cluster: FakeJobCluster | None = None
+        self.claims: dict[tuple[str, str], tuple[str, str] | None] = {}  # (namespace, name) -> owner (kind, name)
         self.calls: list[str] = []
 
     # namespaces
@@ -135,6 +136,15 @@ class FakeCoreV1Api:
 
     def list_node(self) -> Any:
         return SimpleNamespace(items=list(self.nodes))
+
+    # PersistentVolumeClaims, as the API server's garbage collector treats them: a claim with an
+    # owner goes when its owner is deleted, one without (a StatefulSet's volumeClaimTemplates) stays
+    def add_claim(self, namespace: str, name: str, owner: tuple[str, str] | None = None) -> None:
+        self.claims[(namespace, name)] = owner
+
+    def collect_garbage(self, namespace: str, owner: tuple[str, str]) -> None:
+        """``owner`` (kind, name) was deleted: so is every claim it owns."""
+        self.claims = {key: own for key, own in self.claims.items() if not (key[0] == namespace and own == owner)}
 
     def add_pod(self, namespace: str, name: str, labels: dict[str, str], ready: bool) -> None:
         condition = V1PodCondition(type="Ready", status="True" if ready else "False")
@@ -216,10 +226,18 @@ class FakeCustomObjectsApi:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        self.removed_groups: set[str] = set()  # API groups whose CRDs were deleted
         self.calls: list[str] = []
 
     def _key(self, group: str, version: str, namespace: str, plural: str, name: str) -> tuple[str, ...]:
+        if group in self.removed_groups:  # what the API server answers for a kind it no longer has
+            raise api_exception(404, "NotFound", "the server could not find the requested resource")
         return (group, version, plural, namespace, name)
+
+    def delete_crd(self, group: str) -> None:
+        """The CRDs of ``group`` are deleted: the API server deletes every object of their kinds."""
+        self.removed_groups.add(group)
+        self.objects = {key: obj for key, obj in self.objects.items() if key[0] != group}
 
     def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
                                         body: dict[str, Any]) -> dict[str, Any]:
@@ -246,6 +264,7 @@ class FakeCustomObjectsApi:
 
     def list_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
                                       label_selector: str | None = None) -> dict[str, Any]:
+        self._key(group, version, namespace, plural, "")  # 404 once the kind is gone
         items = [
             copy.deepcopy(obj) for (g, v, p, ns, _), obj in sorted(self.objects.items())
             if (g, v, p, ns) == (group, version, plural, namespace)

@@ -12,6 +12,8 @@ import yaml
 from rich.console import Console
 
 from chiml.errors import ChimlError
+from chiml.kube.endpoints import KServeEndpoints
+from chiml.kube.installer import helm_dir as release_dir
 from chiml.kube.installer import install_platform, plan_platform, uninstall_platform
 from chiml.kube.kubeapi import KubeApi
 from chiml.kube.releases import load_releases
@@ -251,6 +253,46 @@ def test_down_keeps_the_releases_that_hold_data(loaded, cluster, fake_helm: Fake
     # a second `down` removes the same releases again, never the kept ones
     assert uninstall_platform(loaded, cluster, console=quiet()) == removed
     assert uninstall_platform(loaded, cluster, console=quiet()) == []
+
+
+def api_server_after_uninstall(api: KubeApi, chart: str, release: str, namespace: str) -> None:
+    """What the Kubernetes API server does to the data once helm has removed an upstream release,
+    as the charts are at their pins. kserve-crd v0.20.0 renders its CRDs from templates/ without
+    `helm.sh/resource-policy: keep`, and a deleted CRD takes every object of its kinds with it.
+    The `cluster` chart's Cluster owns its PVCs (CloudNativePG 1.30 makes the Cluster their owner),
+    so the garbage collector deletes them with it. SeaweedFS 4.44.0 claims its volumes through
+    StatefulSet volumeClaimTemplates without a retention policy: Kubernetes keeps those claims."""
+    if chart.endswith("/kserve-crd"):
+        api.custom.delete_crd("serving.kserve.io")
+    elif chart == "cluster":
+        api.core.collect_garbage(namespace, ("Cluster", f"{release}-cluster"))
+
+
+def test_down_leaves_every_inference_service_and_the_database_volumes(
+    loaded, cluster, fake_helm: FakeHelm, kube_api: KubeApi
+):
+    """docs/kubernetes.md, "What `down` keeps": the endpoints and the PostgreSQL and SeaweedFS volumes."""
+    install_platform(loaded, cluster, console=quiet(), api=kube_api)
+    releases = load_releases(release_dir(loaded))
+    endpoints = KServeEndpoints(kube_api, "chiml", ingress_scheme="http", ingress_domain="203.0.113.7.nip.io")
+    endpoints.deploy("s3://chiml-models/digits/1", "digits", runtime="onnxruntime", poll_s=0)
+    postgres_claim = ("chiml", "postgres-cluster-1")  # the operator's claim for instance 1
+    seaweedfs_claim = ("chiml", "data1-seaweedfs-volume-0")  # a StatefulSet's volumeClaimTemplates claim
+    kube_api.core.add_claim(*postgres_claim, owner=("Cluster", "postgres-cluster"))
+    kube_api.core.add_claim(*seaweedfs_claim)
+
+    def down(include_kept: bool = False) -> None:
+        for name in uninstall_platform(loaded, cluster, console=quiet(), include_kept=include_kept):
+            release = releases.get(name)
+            api_server_after_uninstall(kube_api, release.chart, name, release.namespace_for("chiml"))
+
+    down()
+    assert [e.name for e in endpoints.list()] == ["digits"]
+    assert set(kube_api.core.claims) == {postgres_claim, seaweedfs_claim}
+    # what the kept releases protect: removing them too takes the endpoints and the database with them
+    down(include_kept=True)
+    assert not any(key[0] == "serving.kserve.io" for key in kube_api.custom.objects)
+    assert set(kube_api.core.claims) == {seaweedfs_claim}
 
 
 def test_down_keeps_what_was_marked_keep_even_if_releases_yaml_changed(

@@ -26,7 +26,7 @@ from chiml.chameleon.lease import LeaseClient, LeaseInfo, LeaseRequest, unique_n
 from chiml.chameleon.publicip import detect_admin_cidr
 from chiml.chameleon.ssh import Connector, ParamikoConnector, SSHTarget, render_ssh_config
 from chiml.chameleon.terraform import Terraform
-from chiml.chameleon.tfvars import build_tfvars, root_config_name, terraform_source_dir, write_tfvars
+from chiml.chameleon.tfvars import WORKDIR, build_tfvars, terraform_source_dir, write_tfvars
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
 from chiml.errors import ChimlError
@@ -66,11 +66,10 @@ class ChameleonDeployment:
         self.deps = deps or Dependencies()
         self.state = StateStore(loaded.home)
         self.dir = loaded.home / "chameleon"
-        self.root = root_config_name(self.cfg)
         # Deployments made when bare metal and KVM had separate roots keep their working directory
-        # (and state): the one root has the same resource addresses.
-        recorded = (self.state.get(STATE_KEY) or {}).get("root") or self.root
-        self.workdir_name = recorded if (self.dir / "terraform" / recorded).is_dir() else self.root
+        # and state (recorded as "root"); the root module's moved blocks carry their resources over.
+        recorded = (self.state.get(STATE_KEY) or {}).get("root") or WORKDIR
+        self.workdir_name = recorded if (self.dir / "terraform" / recorded).is_dir() else WORKDIR
         self.tf_dir = self.dir / "terraform" / self.workdir_name
         self.tfvars_path = self.tf_dir / "chiml.auto.tfvars.json"
         self.kubeconfig_path = self.dir / "kubeconfig"
@@ -106,13 +105,13 @@ class ChameleonDeployment:
             f"and {self.cfg.ssh_private_key}",
             f"lease: reserve {', '.join(f'{s.amount} x {s.key}' for s in request.reservations)} + 1 floating IP "
             f"for {self.cfg.lease_hours} h as '{request.name}'; wait up to {self.cfg.lease_timeout_s} s for ACTIVE",
-            f"terraform: init + apply terraform/{self.root} in {self.tf_dir} with the tfvars below",
+            f"terraform: init + apply terraform/ (the root module) in {self.tf_dir} with the tfvars below",
             f"k3s {self.cfg.k3s_version}: wait up to {self.cfg.k3s_timeout_s} s for nodes "
             f"{', '.join(nodes)} to be Ready",
             f"kubeconfig: fetch over SSH to {self.kubeconfig_path} (server = https://<floating IP>:6443)",
             "helm: chiml.kube.installer.install_platform(cluster description)",
         ]
-        return {"lease": request.to_json(), "terraform_root": f"terraform/{self.root}", "tfvars": tfvars,
+        return {"lease": request.to_json(), "terraform_root": "terraform/", "tfvars": tfvars,
                 "nodes": nodes, "steps": steps, "blockers": self._blockers()}
 
     def _blockers(self) -> list[str]:
@@ -215,7 +214,7 @@ class ChameleonDeployment:
         return info
 
     def _apply(self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]) -> dict:
-        Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform", into=self.workdir_name)
+        Terraform.prepare(terraform_source_dir(), self.tf_dir)
         tf = self._terraform()
         write_tfvars(self.tfvars_path, build_tfvars(self.cfg, admin_cidr, lease, name=self._st()["name"]))
         if not tf.has_resources():
@@ -226,7 +225,7 @@ class ChameleonDeployment:
         outputs = tf.output()
         for key in ("server", "agents", "api_url"):
             if key not in outputs:
-                raise ChimlError(f"terraform output lacks {key!r}: is terraform/{self.root} up to date?")
+                raise ChimlError(f"terraform output lacks {key!r}: is terraform/ up to date?")
         self._update(outputs=outputs)
         return outputs
 

@@ -14,6 +14,9 @@ from typing import Annotated
 
 import typer
 
+# Typer (0.25+) vendors click: its parser raises these, not the click package's.
+from typer._click import exceptions as click_errors
+
 import chiml.cli as cli_pkg
 from chiml.cli.common import err_console
 from chiml.errors import ChimlError
@@ -58,19 +61,41 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _error(message: str, hint: str | None) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if hint:
+        err_console.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry: user-facing errors are one line, never a traceback.
 
-    Click's standalone mode handles usage errors and ``typer.Exit``; a :class:`ChimlError`
-    passes through it and is printed here.
+    Click runs outside its standalone mode so that a usage error (a missing argument, a value
+    of the wrong type, an unknown option) is one ``error:`` line too, with the command's help as
+    the hint, instead of a framed panel; ``--help``, a call without arguments and
+    ``typer.Exit`` behave as in standalone mode. A :class:`ChimlError` is printed the same way.
     """
     try:
-        app()
-    except ChimlError as err:
-        err_console.print(f"[bold red]error:[/] {err.message}", highlight=False, soft_wrap=True)
-        if err.hint:
-            err_console.print(f"[dim]hint: {err.hint}[/]", highlight=False, soft_wrap=True)
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as err:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(err)  # the help, as standalone mode shows it
+        sys.exit(err.exit_code)
+    except click_errors.UsageError as err:
+        command = err.ctx.command_path if err.ctx is not None else "chiml"
+        _error(err.format_message(), f"see `{command} --help`")
+        sys.exit(err.exit_code)
+    except click_errors.ClickException as err:
+        _error(err.format_message(), None)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        _error("aborted", None)
         sys.exit(1)
+    except ChimlError as err:
+        _error(err.message, err.hint)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ TRAINER_REPOSITORY = "ghcr.io/chiml-project/trainer"
 # The user of the trainer image (services/trainer/Dockerfile: uid/gid 10001).
 TRAINER_UID = 10001
 
-# The label the Terraform agent module puts on GPU nodes (terraform/modules/k3s-agents/main.tf).
+# The label the Terraform agent module puts on GPU nodes (terraform/modules/k3s-node/main.tf).
 GPU_NODE_LABEL = ("chiml.io/gpu", "true")
 GPU_RESOURCE = "nvidia.com/gpu"
 # The RuntimeClass k3s creates when it finds the NVIDIA container runtime.

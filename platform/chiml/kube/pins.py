@@ -1,8 +1,9 @@
 """Check that every chart pin in helm/releases.yaml names a published release.
 
 `make kube-pins` runs this against the real registries (it needs the network, so it is a make
-target for CI, not a test): for each upstream release it pulls the pinned version with
-`helm show chart` and compares the Chart.yaml it gets with the pin. A version that was never
+target, not a test, and CI's machine cannot reach the chart registries): for each upstream
+release it pulls the pinned version with `helm show chart` and compares the Chart.yaml it gets
+with the pin. A version that was never
 published (a typo, or a number skipped by the upstream project) is reported, with the
 registry's own error, before any `chiml up` meets it.
 """

@@ -44,12 +44,14 @@ def configure_client_env() -> None:
     """Client settings for this process and the ones it starts.
 
     A dead server is caught up front by :func:`check_reachable`, so the retries only have to
-    ride out a server that restarts while a run is logging (the supervisor brings a killed
-    MLflow back within seconds, a pod takes longer): 5 retries with backoff factor 1 wait
-    about 30 s in all, instead of MLflow's default of 7 retries over minutes. MLflow's
-    "View run at" line on every run end is dropped: chiml prints the run URL once itself.
+    ride out a server that restarts while a run is logging: the supervisor restarts a killed
+    MLflow at once, but MLflow itself takes 5-50 s to start on a busy 2-core machine (measured
+    by tests/reliability: two interpreters import it, `mlflow server` and its uvicorn), and a
+    pod takes longer. 7 retries with backoff factor 1 wait about 2 minutes in all (0, 2, 4, ...
+    64 s), half of MLflow's default (factor 2). MLflow's "View run at" line on every run end is
+    dropped: chiml prints the run URL once itself.
     """
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

@@ -14,7 +14,7 @@ import psutil
 from chiml.errors import ChimlError
 from chiml.local import jupyterlab
 from chiml.local.layout import HomeLayout
-from chiml.local.postgres import ManagedPostgres, libpq_url
+from chiml.local.postgres import SUPERUSER, ManagedPostgres, libpq_url
 from chiml.local.services import LocalService, build_services, database_urls, write_optuna_dashboard_config
 from chiml.local.supervisor import Supervisor
 from chiml.profiles.base import Profile, ServiceStatus
@@ -290,6 +290,15 @@ class LocalProfile(Profile):
     def tensorboard_logdir(self) -> str:
         self.layout.tensorboard_logdir.mkdir(parents=True, exist_ok=True)
         return str(self.layout.tensorboard_logdir)
+
+    def secrets(self) -> dict[str, str]:
+        """Generated credentials, for `chiml status --show-secrets`: the managed PostgreSQL's login
+        (kept in CHIML_HOME/secrets/postgresql.json, owner-only); nothing for SQLite or an external URL."""
+        local = self.config.local
+        postgres = ManagedPostgres(self.loaded)
+        if local.database != "postgresql" or local.postgresql.url or not postgres.secret_file.exists():
+            return {}
+        return {"postgresql_username": SUPERUSER, "postgresql_password": postgres.password()}
 
     def endpoints(self) -> Any:
         from chiml.serving.local import LocalEndpoints

@@ -23,6 +23,11 @@ variable "deployment" {
 variable "key_name" {
   type        = string
   description = "Existing Chameleon keypair (by name) for the `cc` user on every node."
+
+  validation {
+    condition     = length(var.key_name) > 0
+    error_message = "key_name must name an existing keypair."
+  }
 }
 
 variable "admin_cidr" {
@@ -69,81 +74,46 @@ variable "gpu_image" {
   }
 }
 
-variable "server_reservation_id" {
-  type        = string
-  description = "Bare metal: Blazar node reservation the k3s server is scheduled on (null on KVM@TACC)."
-  default     = null
+variable "server" {
+  type = object({
+    reservation_id = optional(string)
+    flavor_id      = optional(string)
+  })
+  description = "Where the k3s server runs: its Blazar node reservation (bare metal) or its reserved flavor (KVM@TACC), exactly one of the two."
 
   validation {
-    condition     = var.server_reservation_id == null || can(regex("^[0-9a-f-]{36}$", coalesce(var.server_reservation_id, "x")))
-    error_message = "server_reservation_id must be a UUID."
+    condition     = (var.server.reservation_id == null) != (var.server.flavor_id == null)
+    error_message = "server needs exactly one of reservation_id (bare metal) and flavor_id (KVM@TACC)."
+  }
+
+  validation {
+    condition     = var.server.reservation_id == null || can(regex("^[0-9a-f-]{36}$", coalesce(var.server.reservation_id, "x")))
+    error_message = "server.reservation_id must be a UUID."
   }
 }
 
-variable "server_flavor_id" {
-  type        = string
-  description = "KVM@TACC: ID of the reserved flavor (from the lease's flavor reservation) of the k3s server (null on bare metal)."
-  default     = null
+variable "agents" {
+  type = map(object({
+    count          = number
+    reservation_id = optional(string)
+    flavor_id      = optional(string)
+  }))
+  description = "Agent groups by kind, `cpu` (on `image`) and `gpu` (on `gpu_image`, with the NVIDIA container toolkit): how many, and the reservation (bare metal) or reserved flavor (KVM@TACC) each group with agents runs on."
+  default     = {}
 
   validation {
-    condition     = var.server_flavor_id == null || can(regex("^[0-9a-zA-Z-]+$", coalesce(var.server_flavor_id, "x")))
-    error_message = "server_flavor_id must be a flavor ID."
+    condition     = alltrue([for kind in keys(var.agents) : contains(["cpu", "gpu"], kind)])
+    error_message = "agents takes the kinds cpu and gpu."
   }
-}
-
-variable "cpu_agent_count" {
-  type        = number
-  description = "Number of CPU agents."
-  default     = 0
 
   validation {
-    condition     = var.cpu_agent_count >= 0 && var.cpu_agent_count <= 32
-    error_message = "cpu_agent_count must be between 0 and 32."
+    condition     = alltrue([for group in values(var.agents) : group.count >= 0 && group.count <= 32 && floor(group.count) == group.count])
+    error_message = "Each agent group's count must be a whole number between 0 and 32."
   }
-}
-
-variable "cpu_agent_reservation_id" {
-  type        = string
-  description = "Bare metal: Blazar node reservation of the CPU agents (null when there are none, and on KVM@TACC)."
-  default     = null
-}
-
-variable "cpu_agent_flavor_id" {
-  type        = string
-  description = "KVM@TACC: ID of the reserved flavor of the CPU agents (null when there are none, and on bare metal)."
-  default     = null
 
   validation {
-    condition     = var.cpu_agent_flavor_id == null || can(regex("^[0-9a-zA-Z-]+$", coalesce(var.cpu_agent_flavor_id, "x")))
-    error_message = "cpu_agent_flavor_id must be a flavor ID."
-  }
-}
-
-variable "gpu_agent_count" {
-  type        = number
-  description = "Number of GPU agents."
-  default     = 0
-
-  validation {
-    condition     = var.gpu_agent_count >= 0 && var.gpu_agent_count <= 32
-    error_message = "gpu_agent_count must be between 0 and 32."
-  }
-}
-
-variable "gpu_agent_reservation_id" {
-  type        = string
-  description = "Bare metal: Blazar node reservation of the GPU agents (null when there are none, and on KVM@TACC)."
-  default     = null
-}
-
-variable "gpu_agent_flavor_id" {
-  type        = string
-  description = "KVM@TACC: ID of the reserved flavor of the GPU agents (null when there are none, and on bare metal)."
-  default     = null
-
-  validation {
-    condition     = var.gpu_agent_flavor_id == null || can(regex("^[0-9a-zA-Z-]+$", coalesce(var.gpu_agent_flavor_id, "x")))
-    error_message = "gpu_agent_flavor_id must be a flavor ID."
+    condition     = alltrue([for group in values(var.agents) : group.count == 0 || (group.reservation_id == null) != (group.flavor_id == null)])
+    error_message = "Each agent group with agents needs exactly one of reservation_id (bare metal) and flavor_id (KVM@TACC)."
   }
 }
 
@@ -168,10 +138,20 @@ variable "nvidia_toolkit_version" {
   type        = string
   description = "Pinned NVIDIA container toolkit apt version on GPU agents."
   default     = "1.17.8-1"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+-[0-9]+$", var.nvidia_toolkit_version))
+    error_message = "nvidia_toolkit_version must be an apt version such as 1.17.8-1."
+  }
 }
 
 variable "registry_mirror" {
   type        = string
-  description = "Pull-through mirror for docker.io (all sharednet1 hosts share one address towards Docker Hub's rate limit); null for none."
+  description = "Pull-through mirror for docker.io (all sharednet1 hosts share one address towards Docker Hub's rate limit), e.g. https://mirror.example.org; null for none."
   default     = null
+
+  validation {
+    condition     = var.registry_mirror == null || can(regex("^https?://", coalesce(var.registry_mirror, "x")))
+    error_message = "registry_mirror must be an http(s) URL."
+  }
 }
