@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chiml.config import LoadedConfig, load_config
-from chiml.errors import ChimlError
+from chiml.errors import InvalidInputError
 from chiml.profiles import Profile, ServiceStatus, get_profile
 
 
@@ -47,7 +47,7 @@ class Platform:
         cell must not do that by accident: it is refused unless ``release_lease=True`` is passed.
         """
         if self.profile.name == "chameleon" and not release_lease:
-            raise ChimlError(
+            raise InvalidInputError(
                 "Platform.down() on Chameleon destroys every instance and deletes the lease",
                 hint="pass release_lease=True to really release it (or run `chiml down` and confirm)",
             )

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from chiml.cli.train import parse_params
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError
 from chiml.lifecycle import tracking as ct
 from chiml.lifecycle.storage import open_storage
 from chiml.lifecycle.target import resolve
@@ -54,14 +54,14 @@ def test_params_overrides_are_coerced_to_the_default_type(monkeypatch: pytest.Mo
 
 def test_params_override_of_wrong_type_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ct.ENV_PARAMS, json.dumps({"epochs": "many"}))
-    with pytest.raises(ChimlError, match="epochs='many' is not a int"):
+    with pytest.raises(InvalidInputError, match="epochs='many' is not a int"):
         ct.params(epochs=3)
 
 
 def test_space_validation() -> None:
-    with pytest.raises(ChimlError):
+    with pytest.raises(InvalidInputError):
         ct.float_range(1.0, 1.0)
-    with pytest.raises(ChimlError):
+    with pytest.raises(InvalidInputError):
         ct.choice([])
 
 
@@ -165,7 +165,7 @@ def test_declared_objective_is_read_without_running_the_script(tmp_path: Path) -
 def test_objective_sets_the_metric_unless_given() -> None:
     ct.objective("val_accuracy", "maximize")
     assert ct._current.metric == "val_accuracy"
-    with pytest.raises(ChimlError, match="direction"):
+    with pytest.raises(InvalidInputError, match="direction"):
         ct.objective("x", "up")  # type: ignore[arg-type]
 
 

@@ -29,7 +29,7 @@ from chiml.chameleon.terraform import Terraform
 from chiml.chameleon.tfvars import build_tfvars, root_config_name, terraform_source_dir, write_tfvars
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
+from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError
 from chiml.state import StateStore
 
 STATE_KEY = "chameleon"
@@ -133,15 +133,17 @@ class ChameleonDeployment:
     # ------------------------------------------------------------------ up
     def _preflight(self) -> str:
         if not self.cfg.key_name:
-            raise ChimlError("chameleon.key_name is not set", hint="name an existing Chameleon keypair of this site")
+            raise InvalidInputError(
+                "chameleon.key_name is not set", hint="name an existing Chameleon keypair of this site",
+            )
         key = Path(self.cfg.ssh_private_key).expanduser()
         if not key.is_file():
-            raise ChimlError(f"SSH private key {key} not found", hint="set chameleon.ssh_private_key")
+            raise InvalidInputError(f"SSH private key {key} not found", hint="set chameleon.ssh_private_key")
         check_credentials(self.cfg.site, self.deps.environ)
         self._terraform()  # raises when terraform is missing
         st = self._st()
         if st.get("deployment") not in (None, self.cfg.deployment) or st.get("site") not in (None, self.cfg.site):
-            raise ChimlError(
+            raise AlreadyExistsError(
                 f"this CHIML_HOME already holds deployment {st.get('deployment')} at {st.get('site')}",
                 hint="`chiml down` it first, or use another CHIML_HOME",
             )
@@ -157,8 +159,8 @@ class ChameleonDeployment:
         if recorded is None and st.get("lease"):
             name = recorded = st.get("deployment") or self.cfg.deployment  # recorded before names were per user
         if recorded not in (None, name):
-            raise ChimlError(f"this CHIML_HOME holds deployment {recorded}, made with other credentials",
-                             hint="source the openrc of the user who made it, or use another CHIML_HOME")
+            raise AlreadyExistsError(f"this CHIML_HOME holds deployment {recorded}, made with other credentials",
+                                     hint="source the openrc of the user who made it, or use another CHIML_HOME")
         self._update(deployment=self.cfg.deployment, name=name, user_id=user_id, site=self.cfg.site,
                      root=self.workdir_name)
         created: list[str] = []
@@ -332,7 +334,7 @@ class ChameleonDeployment:
         if self.deps.confirm is not None:
             return self.deps.confirm(question)
         if not sys.stdin.isatty():
-            raise ChimlError("refusing to destroy without confirmation", hint="pass --yes")
+            raise InvalidInputError("refusing to destroy without confirmation", hint="pass --yes")
         import typer
 
         return typer.confirm(question, default=False)

@@ -21,9 +21,9 @@ def terraform_source_dir() -> Path:
     """The repository's terraform/ folder (the modules ship with the source checkout)."""
     root = repo_root()
     if root is None or not (root / "terraform").is_dir():
-        from chiml.errors import ChimlError
+        from chiml.errors import NotSupportedError
 
-        raise ChimlError("terraform/ not found: the chameleon profile runs from a chiml source checkout")
+        raise NotSupportedError("terraform/ not found: the chameleon profile runs from a chiml source checkout")
     return root / "terraform"
 
 

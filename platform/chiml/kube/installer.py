@@ -35,7 +35,7 @@ from rich.table import Table
 
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError
 from chiml.images import load_catalog
 from chiml.kube.helm import Helm, HelmError
 from chiml.kube.kubeapi import KubeApi
@@ -104,7 +104,7 @@ def helm_dir(loaded: LoadedConfig) -> Path:
         return path.resolve()
     root = repo_root()
     if root is None:
-        raise ChimlError(
+        raise InvalidInputError(
             "cannot find the helm/ directory (chiml is not running from a source checkout)",
             hint="set kubernetes.helm_dir in chiml.yaml to the checkout's helm/ directory",
         )
@@ -140,7 +140,7 @@ def plan_platform(loaded: LoadedConfig, cluster: ClusterDescription, gpu: bool |
     release_set = load_releases(helm_dir(loaded))
     unknown = sorted(set(cfg.skip_releases) - {r.name for r in release_set})
     if unknown:
-        raise ChimlError(f"kubernetes.skip_releases names unknown releases: {', '.join(unknown)}")
+        raise InvalidInputError(f"kubernetes.skip_releases names unknown releases: {', '.join(unknown)}")
     context = RenderContext.for_cluster(cluster, cfg.namespace)
     # Our images' names come from services/images.yaml (the build's catalog), not the values files.
     catalog_file = release_set.helm_dir.parent / "services" / "images.yaml"

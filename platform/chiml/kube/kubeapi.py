@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chiml.cluster import NodeInfo
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, UnreachableError
 
 # KServe's InferenceService API
 ISVC_GROUP = "serving.kserve.io"
@@ -74,11 +74,11 @@ class KubeApi:
 
         path = kubeconfig or default_kubeconfig()
         if not Path(path).expanduser().is_file():
-            raise ChimlError(f"kubeconfig not found: {path}", hint="set kubernetes.kubeconfig or $KUBECONFIG")
+            raise InvalidInputError(f"kubeconfig not found: {path}", hint="set kubernetes.kubeconfig or $KUBECONFIG")
         try:
             api_client = config.new_client_from_config(config_file=str(Path(path).expanduser()), context=context)
         except ConfigException as err:
-            raise ChimlError(f"cannot use kubeconfig {path}: {err}") from None
+            raise InvalidInputError(f"cannot use kubeconfig {path}: {err}") from None
         return cls(
             core=client.CoreV1Api(api_client),
             custom=client.CustomObjectsApi(api_client),
@@ -105,7 +105,7 @@ class KubeApi:
             raise
         except (HTTPError, OSError) as err:
             where = self.host or "the cluster"
-            raise ChimlError(f"{what}: cannot reach the Kubernetes API at {where}: {err}") from None
+            raise UnreachableError(f"{what}: cannot reach the Kubernetes API at {where}: {err}") from None
 
     # ----------------------------------------------------------------- cluster facts
     def server_version(self) -> str:

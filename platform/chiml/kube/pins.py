@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, UnreachableError
 from chiml.kube.helm import Helm, HelmError
 from chiml.kube.releases import ReleaseSet, load_releases
 from chiml.paths import repo_root
@@ -73,13 +73,13 @@ def require_published(release_set: ReleaseSet, helm: Helm, progress: Callable[[s
     unchecked = [r for r in results if r.unreachable]
     if unchecked and not bad:
         names = ", ".join(r.release for r in unchecked)
-        raise ChimlError(
+        raise UnreachableError(
             f"could not check {len(unchecked)} chart pin(s), their registries did not answer: {names}",
             hint=f"this check needs the network; first error: {unchecked[0].problem}",
         )
     if bad:
         listed = "; ".join(f"{r.release} {r.version} ({r.source}): {r.problem}" for r in bad)
-        raise ChimlError(
+        raise InvalidInputError(
             f"{len(bad)} chart pin(s) in {release_set.helm_dir / 'releases.yaml'} are not published: {listed}",
             hint="pin a version the project's chart index or registry lists",
         )

@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import optuna
 
-from chiml.errors import ChimlError
+from chiml.errors import InvalidInputError, NotSupportedError
 from chiml.lifecycle import flavors
 from chiml.lifecycle.tbwriter import TBWriter
 
@@ -91,21 +91,21 @@ def float_range(
 ) -> Space:
     """A float in ``[low, high]`` (log-uniform with ``log=True``)."""
     if not low < high:
-        raise ChimlError(f"float_range: low ({low}) must be below high ({high})")
+        raise InvalidInputError(f"float_range: low ({low}) must be below high ({high})")
     return Space("float", float(low), float(high), log=log, step=step, default=default)
 
 
 def int_range(low: int, high: int, *, log: bool = False, step: int = 1, default: int | None = None) -> Space:
     """An integer in ``[low, high]``."""
     if not low < high:
-        raise ChimlError(f"int_range: low ({low}) must be below high ({high})")
+        raise InvalidInputError(f"int_range: low ({low}) must be below high ({high})")
     return Space("int", low, high, log=log, step=step, default=default)
 
 
 def choice(options: Sequence[Any], *, default: Any = None) -> Space:
     """One of ``options`` (None, bool, int, float or str: what Optuna can store)."""
     if not options:
-        raise ChimlError("choice: needs at least one option")
+        raise InvalidInputError("choice: needs at least one option")
     return Space("categorical", choices=tuple(options), default=default)
 
 
@@ -140,9 +140,9 @@ def _from_environment() -> _Context:
     try:
         overrides = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise ChimlError(f"{ENV_PARAMS} is not valid JSON: {err}") from None
+        raise InvalidInputError(f"{ENV_PARAMS} is not valid JSON: {err}") from None
     if not isinstance(overrides, dict):
-        raise ChimlError(f"{ENV_PARAMS} must be a JSON object")
+        raise InvalidInputError(f"{ENV_PARAMS} must be a JSON object")
     mode: Mode = "train" if os.environ.get("MLFLOW_RUN_ID") else "plain"
     tracking = bool(os.environ.get("MLFLOW_TRACKING_URI"))
     tb_logdir = os.environ.get(ENV_TB_LOGDIR) or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
@@ -239,7 +239,7 @@ def objective(metric: str, direction: Literal["minimize", "maximize"] = "minimiz
     e.g. ``ct.objective("val_accuracy", "maximize")``. ``--metric``/``--direction`` win.
     """
     if direction not in ("minimize", "maximize"):
-        raise ChimlError(f"objective: direction must be minimize or maximize, not {direction!r}")
+        raise InvalidInputError(f"objective: direction must be minimize or maximize, not {direction!r}")
     ctx = _ctx()
     if ctx.metric is None:
         ctx.metric = metric
@@ -293,7 +293,7 @@ def _coerce(name: str, value: Any, spec: Any) -> Any:
         if isinstance(reference, str):
             return str(value)
     except (TypeError, ValueError):
-        raise ChimlError(f"parameter {name}={value!r} is not a {type(reference).__name__}") from None
+        raise InvalidInputError(f"parameter {name}={value!r} is not a {type(reference).__name__}") from None
     return value
 
 
@@ -400,7 +400,7 @@ def log_model(
     elif flavor == "sklearn":
         info = _log_sklearn(model, input_example, name, signature, kwargs)
     else:
-        raise ChimlError(
+        raise NotSupportedError(
             f"log_model: no built-in support for {type(model).__name__}",
             hint="call the matching mlflow.<flavor>.log_model yourself; chiml finds models logged to the run",
         )

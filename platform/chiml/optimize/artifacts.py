@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError
 from chiml.optimize import tracking
 from chiml.optimize.candidates import CANDIDATES
 from chiml.optimize.source import ModelRef, get_version, mlflow_client, quiet_mlflow
@@ -41,7 +41,7 @@ def find_run(client: Any, name: str, version: Any, runtime: str) -> tuple[str, s
             return run.info.run_id, runtime
     what = "optimized runtime" if runtime == "auto" else f"{runtime} build that passed the gate"
     target = "" if runtime == "auto" else f" --target {runtime}"
-    raise ChimlError(f"models:/{name}/{version.version} has no {what}",
+    raise NotFoundError(f"models:/{name}/{version.version} has no {what}",
                      hint=f"run `chiml optimize models:/{name}/{version.version}{target}` first")
 
 
@@ -54,7 +54,7 @@ def resolve_runtime_artifact(platform: Any, model_uri: str, runtime: str) -> tup
     """
 
     if runtime != "auto" and runtime not in CANDIDATES:
-        raise ChimlError(f"unknown runtime {runtime!r}: choose auto or one of {', '.join(CANDIDATES)}")
+        raise InvalidInputError(f"unknown runtime {runtime!r}: choose auto or one of {', '.join(CANDIDATES)}")
     with quiet_mlflow():
         return _resolve(platform.tracking_uri, Path(platform.home), model_uri, runtime)
 
@@ -75,7 +75,7 @@ def _resolve(tracking_uri: str, home: Path, model_uri: str, runtime: str) -> tup
                 run_id=run_id, artifact_path=f"runtimes/{candidate}", dst_path=str(staging),
                 tracking_uri=tracking_uri))
             if not (downloaded / SPEC_FILE).is_file():
-                raise ChimlError(f"run {run_id} has no compiled {candidate} artifact (runtimes/{candidate})")
+                raise NotFoundError(f"run {run_id} has no compiled {candidate} artifact (runtimes/{candidate})")
             shutil.rmtree(cache, ignore_errors=True)
             os.replace(downloaded, cache)
         except ChimlError:

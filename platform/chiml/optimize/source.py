@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from chiml.environ import scoped_environ
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError, NotSupportedError
 
 SUPPORTED_FLAVORS = ("pytorch", "sklearn")
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -30,7 +30,7 @@ class ModelRef:
     def parse(cls, uri: str) -> ModelRef:
         match = _URI.match(uri.strip())
         if match is None:
-            raise ChimlError(f"{uri!r} is not a registered model URI",
+            raise InvalidInputError(f"{uri!r} is not a registered model URI",
                              hint="use models:/NAME@ALIAS or models:/NAME/VERSION")
         return cls(match["name"], match["version"], match["alias"])
 
@@ -86,7 +86,7 @@ def get_version(client: Any, ref: ModelRef) -> Any:
         return client.get_model_version(ref.name, ref.version)
     except MlflowException as err:
         what = f"@{ref.alias}" if ref.alias else f"version {ref.version}"
-        raise ChimlError(f"registered model {ref.name!r} {what} not found: {err.message.splitlines()[0]}") from None
+        raise NotFoundError(f"registered model {ref.name!r} {what} not found: {err.message.splitlines()[0]}") from None
 
 
 def _schema_inputs(signature: Any) -> list[InputSpec]:
@@ -125,7 +125,7 @@ def _as_arrays(value: Any, inputs: list[InputSpec]) -> dict[str, np.ndarray]:
 def load_sample_file(path: Path, inputs: list[InputSpec] | None) -> dict[str, np.ndarray]:
     """A user's held-out inputs: .npy (one input), .npz (named inputs) or .csv (one matrix)."""
     if not path.is_file():
-        raise ChimlError(f"sample file not found: {path}")
+        raise InvalidInputError(f"sample file not found: {path}")
     first = inputs[0].name if inputs else "input"
     try:
         if path.suffix == ".npy":
@@ -141,8 +141,8 @@ def load_sample_file(path: Path, inputs: list[InputSpec] | None) -> dict[str, np
 
             return {first: pd.read_csv(path).to_numpy()}
     except (OSError, ValueError) as err:
-        raise ChimlError(f"cannot read sample {path}: {err}") from None
-    raise ChimlError(f"sample {path} must be .npy, .npz or .csv")
+        raise InvalidInputError(f"cannot read sample {path}: {err}") from None
+    raise InvalidInputError(f"sample {path} must be .npy, .npz or .csv")
 
 
 def finish_sample(sample: dict[str, np.ndarray], inputs: list[InputSpec], origin: str) -> dict[str, np.ndarray]:
@@ -150,16 +150,16 @@ def finish_sample(sample: dict[str, np.ndarray], inputs: list[InputSpec], origin
     out: dict[str, np.ndarray] = {}
     for spec in inputs:
         if spec.name not in sample:
-            raise ChimlError(f"{origin} has no input {spec.name!r} (it has {sorted(sample)})")
+            raise InvalidInputError(f"{origin} has no input {spec.name!r} (it has {sorted(sample)})")
         try:
             array = np.asarray(sample[spec.name], dtype=spec.dtype)
         except (TypeError, ValueError) as err:
-            raise ChimlError(f"{origin}: input {spec.name!r} is not {spec.dtype}: {err}") from None
+            raise InvalidInputError(f"{origin}: input {spec.name!r} is not {spec.dtype}: {err}") from None
         if array.ndim == len(spec.shape) - 1:
             array = array[None, ...]
         if array.ndim != len(spec.shape) or any(e not in (-1, a) for e, a in zip(spec.shape, array.shape,
                                                                                     strict=True)):
-            raise ChimlError(f"{origin}: input {spec.name!r} has shape {list(array.shape)}, "
+            raise InvalidInputError(f"{origin}: input {spec.name!r} has shape {list(array.shape)}, "
                              f"the signature says {spec.shape}")
         out[spec.name] = np.ascontiguousarray(array)
     return out
@@ -188,7 +188,7 @@ def resolve_source(tracking_uri: str, model_uri: str, workdir: Path, sample_path
     flavor = next((name for name in SUPPORTED_FLAVORS if name in mlmodel.flavors), None)
     if flavor is None:
         flavors = ", ".join(sorted(k for k in mlmodel.flavors if k != "python_function")) or "pyfunc only"
-        raise ChimlError(f"{model_uri} is a {flavors} model: chiml optimize handles PyTorch and scikit-learn models")
+        raise NotSupportedError(f"{model_uri} is a {flavors} model: chiml optimize handles PyTorch and scikit-learn models")
 
     if mlmodel.signature is not None:
         inputs = _schema_inputs(mlmodel.signature)
@@ -197,7 +197,7 @@ def resolve_source(tracking_uri: str, model_uri: str, workdir: Path, sample_path
         inputs = [InputSpec(name, np.asarray(a).dtype.name if np.asarray(a).dtype.kind == "f" else "float32",
                             [-1, *np.asarray(a).shape[1:]]) for name, a in raw.items()]
     else:
-        raise ChimlError(f"{model_uri} has no signature: chiml cannot know its input shapes",
+        raise InvalidInputError(f"{model_uri} has no signature: chiml cannot know its input shapes",
                          hint="log the model with a signature (or input_example), or pass --sample FILE")
 
     if sample_path is not None:
@@ -205,7 +205,7 @@ def resolve_source(tracking_uri: str, model_uri: str, workdir: Path, sample_path
     else:
         example = mlmodel.load_input_example(str(path)) if mlmodel.saved_input_example_info else None
         if example is None:
-            raise ChimlError(f"{model_uri} has no input example to check the compiled model against",
+            raise InvalidInputError(f"{model_uri} has no input example to check the compiled model against",
                              hint="log the model with input_example=..., or pass --sample FILE (.npy/.npz/.csv)")
         sample, origin = _as_arrays(example, inputs), "the model's input example"
     sample = finish_sample(sample, inputs, origin)

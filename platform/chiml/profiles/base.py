@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chiml.config import LoadedConfig
+from chiml.errors import NotSupportedError
 from chiml.state import StateStore
 
 
@@ -50,9 +51,7 @@ class Profile(ABC):
 
     def logs(self, service: str, lines: int = 100, follow: bool = False) -> None:
         """Print a service's log (profiles override)."""
-        from chiml.errors import ChimlError
-
-        raise ChimlError(f"`chiml logs` is not available on the {self.name} profile")
+        raise NotSupportedError(f"`chiml logs` is not available on the {self.name} profile")
 
     # The lifecycle SDK asks the profile where things are, so the same calls work everywhere.
     @abstractmethod
@@ -69,13 +68,9 @@ class Profile(ABC):
 
     def endpoints(self) -> Any:
         """The endpoint backend: deploy/list/scale/delete model endpoints (profiles override)."""
-        from chiml.errors import ChimlError
-
-        raise ChimlError(f"endpoints are not available on the {self.name} profile")
+        raise NotSupportedError(f"endpoints are not available on the {self.name} profile")
 
     def smoke_args(self) -> tuple[list[str], dict[str, str]]:
         """pytest arguments and environment for `chiml smoke` on this profile."""
-        from chiml.errors import ChimlError
-
-        raise ChimlError(f"`chiml smoke` is not available on the {self.name} profile")
+        raise NotSupportedError(f"`chiml smoke` is not available on the {self.name} profile")
 

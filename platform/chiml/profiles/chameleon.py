@@ -16,7 +16,7 @@ from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependenc
 from chiml.chameleon.lease import LeaseInfo
 from chiml.cluster import ClusterDescription, NodeInfo
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 from chiml.paths import repo_root
 from chiml.profiles.base import Profile, ServiceStatus
 
@@ -163,7 +163,7 @@ class ChameleonProfile(Profile):
         """KServe endpoints on the k3s cluster (the kubernetes profile's backend)."""
         kube = self._kube()
         if kube is None:
-            raise ChimlError("endpoints need the Helm layer (chiml.kube), which is not in this checkout")
+            raise NotSupportedError("endpoints need the Helm layer (chiml.kube), which is not in this checkout")
         return kube.endpoints()
 
     def secrets(self) -> dict[str, str]:
@@ -179,7 +179,7 @@ class ChameleonProfile(Profile):
             raise ChimlError("no Chameleon nodes recorded", hint="run `chiml up` first")
         root = repo_root()
         if root is None:
-            raise ChimlError("smoke_tests/ not found: run from a chiml source checkout")
+            raise NotSupportedError("smoke_tests/ not found: run from a chiml source checkout")
         nodes = [{"name": outputs["server"]["name"], "role": "server", "gpu": False}]
         nodes += [{"name": a["name"], "role": "agent", "gpu": bool(a.get("gpu"))} for a in outputs.get("agents", [])]
         hosts = ",".join(f"ssh://{n['name']}" for n in nodes)

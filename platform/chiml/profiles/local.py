@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotFoundError, NotSupportedError, UnreachableError
 from chiml.local import jupyterlab
 from chiml.local.layout import HomeLayout
 from chiml.local.postgres import ManagedPostgres, libpq_url
@@ -189,7 +189,9 @@ class LocalProfile(Profile):
         try:
             conn = psycopg2.connect(libpq_url(root), connect_timeout=5)
         except psycopg2.OperationalError as err:
-            raise ChimlError(f"cannot connect to local.postgresql.url: {str(err).strip().splitlines()[0]}") from None
+            raise UnreachableError(
+                f"cannot connect to local.postgresql.url: {str(err).strip().splitlines()[0]}"
+            ) from None
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
@@ -253,7 +255,7 @@ class LocalProfile(Profile):
         known = [s.name for s in self.services()] + ["supervisord"]
         if not path.exists():
             endpoints = sorted(p.stem for p in self.supervisor.logs.glob("*.log"))
-            raise ChimlError(f"no log for {service!r}", hint=f"known logs: {', '.join(endpoints or known)}")
+            raise NotFoundError(f"no log for {service!r}", hint=f"known logs: {', '.join(endpoints or known)}")
         with path.open("r", errors="replace") as handle:
             tail = handle.readlines()[-lines:]
             print("".join(tail), end="")
@@ -293,7 +295,7 @@ class LocalProfile(Profile):
 
         root = repo_root()
         if root is None:
-            raise ChimlError("the smoke suite ships with the source checkout; run `chiml smoke` from it")
+            raise NotSupportedError("the smoke suite ships with the source checkout; run `chiml smoke` from it")
         env = {"CHIML_HOME": str(self.home)}
         if self.loaded.path:
             env["CHIML_CONFIG"] = str(self.loaded.path)

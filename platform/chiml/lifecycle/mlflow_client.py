@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from chiml.errors import ChimlError
+from chiml.errors import UnreachableError
 
 
 def client(tracking_uri: str) -> Any:
@@ -32,12 +32,12 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     try:
         response = httpx.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
     except httpx.HTTPError as err:
-        raise ChimlError(
+        raise UnreachableError(
             f"MLflow at {tracking_uri} is not reachable ({type(err).__name__})",
             hint="start the platform with `chiml up` and check `chiml status`",
         ) from None
     if response.status_code != 200:
-        raise ChimlError(f"MLflow at {tracking_uri} answered {response.status_code} on /health")
+        raise UnreachableError(f"MLflow at {tracking_uri} answered {response.status_code} on /health")
 
 
 def configure_client_env() -> None:
