@@ -1,6 +1,6 @@
 """Optimized runtimes vs the framework the model was trained in, on reference models.
 
-Goal (issue 4): the runtime chiml chooses is >= 4x faster than torch eager at batch 1 and
+Goal: the runtime chiml chooses is >= 4x faster than torch eager at batch 1 and
 >= 2x at batch 64 (p50 latency). Models: the digits MLP, a small CNN on the 8x8 digits, and a
 scikit-learn logistic regression (compared with scikit-learn itself). Everything runs through
 the same path as `chiml optimize` (export, one process per runtime, gate, timing) minus the

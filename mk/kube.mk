@@ -1,4 +1,4 @@
-# Kubernetes platform layer (issue 6): chart linting/rendering, checkov, image requirement checks.
+# Kubernetes platform layer: chart linting/rendering, checkov, image requirement checks.
 # Included by the Makefile; `make lint` picks up kube-lint as an extra prerequisite.
 
 CHECKOV_VENV ?= .venv-checkov

@@ -98,9 +98,8 @@ class ChameleonDeployment:
         request = LeaseRequest.from_config(self.cfg, name)
         admin = self.cfg.admin_cidr or "<public IPv4 of this machine>/32 (detected by `up`)"
         tfvars = build_tfvars(self.cfg, admin, lease=None, name=name)
-        nodes = [f"{name}-server"]
-        nodes += [f"{name}-cpu-{i}" for i in range(self.cfg.cpu_agents.count)]
-        nodes += [f"{name}-gpu-{i}" for i in range(self.cfg.gpu_agents.count)]
+        gpu_nodes = [f"{name}-gpu-{i}" for i in range(self.cfg.gpu_agents.count)]
+        nodes = [f"{name}-server", *(f"{name}-cpu-{i}" for i in range(self.cfg.cpu_agents.count)), *gpu_nodes]
         steps = [
             f"check OS_* credentials for {self.cfg.site}, terraform, keypair {self.cfg.key_name or '<unset>'} "
             f"and {self.cfg.ssh_private_key}",
@@ -113,7 +112,7 @@ class ChameleonDeployment:
             "helm: chiml.kube.installer.install_platform(cluster description)",
         ]
         return {"lease": request.to_json(), "terraform_root": f"terraform/{self.root}", "tfvars": tfvars,
-                "nodes": nodes, "steps": steps, "blockers": self._blockers()}
+                "nodes": nodes, "gpu_nodes": gpu_nodes, "steps": steps, "blockers": self._blockers()}
 
     def _blockers(self) -> list[str]:
         """What would stop `up` at its first step, found without the network."""

@@ -14,21 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from chiml.cluster import NodeInfo
+from chiml.cluster import NodeInfo, is_gpu_node
 from chiml.errors import ChimlError, InvalidInputError, UnreachableError
 
 # KServe's InferenceService API
 ISVC_GROUP = "serving.kserve.io"
 ISVC_VERSION = "v1beta1"
 ISVC_PLURAL = "inferenceservices"
-
-# Node labels that mark a GPU node before the GPU operator has advertised nvidia.com/gpu:
-# NFD's PCI vendor label for NVIDIA (10de), the GPU operator's, and one a user can set by hand.
-GPU_LABELS = (
-    "feature.node.kubernetes.io/pci-10de.present",
-    "nvidia.com/gpu.present",
-    "chiml.io/gpu",
-)
 
 
 def default_kubeconfig() -> str:
@@ -117,9 +109,7 @@ class KubeApi:
         for node in self._call("list nodes", self.core.list_node).items:
             labels = dict(node.metadata.labels or {})
             allocatable = dict((node.status.allocatable or {}) if node.status else {})
-            gpus = str(allocatable.get("nvidia.com/gpu", "0"))
-            gpu = gpus not in ("0", "") or any(labels.get(label) == "true" for label in GPU_LABELS)
-            result.append(NodeInfo(name=node.metadata.name, labels=labels, gpu=gpu))
+            result.append(NodeInfo(name=node.metadata.name, labels=labels, gpu=is_gpu_node(labels, allocatable)))
         return result
 
     def default_storage_class(self) -> str | None:

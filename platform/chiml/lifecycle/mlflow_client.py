@@ -1,25 +1,80 @@
-"""The platform's MLflow server as the lifecycle uses it: reachability, experiments, URLs, models.
+"""How the control plane talks to the platform's MLflow: a checked client, its settings,
+experiments, run URLs, and the one resolver of ``models:/`` URIs.
 
 Artifacts go through the server's artifact proxy (``mlflow-artifacts:``), so a client only
-ever needs the tracking URL, on every profile.
+ever needs the tracking URL (and, behind the cluster ingress, the credentials the profile
+gives), on every profile.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import re
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-from chiml.errors import UnreachableError
+from chiml.environ import scoped_environ
+from chiml.errors import InvalidInputError, NotFoundError, UnreachableError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+# MLflow's client retries a dead server 7 times over minutes. A dead server is caught up front
+# by :func:`check_reachable`, so the retries of a run only have to ride out a server that
+# restarts while it logs (the supervisor brings a killed MLflow back within seconds, a pod takes
+# longer): 5 retries with backoff factor 1 wait about 30 s in all. MLflow's "View run at" line
+# on every run end is dropped: chiml prints the run URL once itself.
+RUN_SETTINGS: Mapping[str, str] = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+# A one-shot fetch (a model download for an endpoint) reports a down server in seconds instead,
+# and draws no progress bar.
+FETCH_SETTINGS: Mapping[str, str] = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+# No run URLs on stdout (they would corrupt `--json`) and no download progress bars.
+QUIET_SETTINGS: Mapping[str, str] = {
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
-def client(tracking_uri: str) -> Any:
-    """An ``MlflowClient`` for the platform, after checking that the server answers.
+class TrackingSite(Protocol):
+    """Where the platform's MLflow is, and the credentials its clients send."""
 
-    MLflow's own client retries a dead server for minutes; a down platform should be a
-    one-line error right away.
+    @property
+    def tracking_uri(self) -> str: ...
+
+    def tracking_credentials(self) -> dict[str, str]: ...
+
+
+def connect(site: TrackingSite) -> MlflowClient:
+    """A checked ``MlflowClient`` for the platform, with this process set up to use it.
+
+    MLflow's client reads its credentials (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``) from the
+    environment, so the site's credentials are exported there (values the user set win), where
+    the runs and tuning workers this process starts find them too.
     """
+    uri = site.tracking_uri
+    for key, value in site.tracking_credentials().items():
+        os.environ.setdefault(key, value)
+    return client(uri)
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    """An ``MlflowClient`` bound to ``tracking_uri`` (tracking and registry), after checking that
+    the server answers: a down platform is a one-line error right away."""
     check_reachable(tracking_uri)
     from mlflow import MlflowClient
 
@@ -41,21 +96,22 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
 
 
 def configure_client_env() -> None:
-    """Client settings for this process and the ones it starts.
-
-    A dead server is caught up front by :func:`check_reachable`, so the retries only have to
-    ride out a server that restarts while a run is logging (the supervisor brings a killed
-    MLflow back within seconds, a pod takes longer): 5 retries with backoff factor 1 wait
-    about 30 s in all, instead of MLflow's default of 7 retries over minutes. MLflow's
-    "View run at" line on every run end is dropped: chiml prints the run URL once itself.
-    """
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    """:data:`RUN_SETTINGS` for this process and the ones it starts (values the user set win)."""
+    for key, value in RUN_SETTINGS.items():
+        os.environ.setdefault(key, value)
 
 
-def experiment_id(mlflow_client: Any, name: str) -> str:
+def fetch_settings() -> AbstractContextManager[None]:
+    """:data:`FETCH_SETTINGS` for the length of a block (values the user set win)."""
+    return scoped_environ(FETCH_SETTINGS, override=False)
+
+
+def quiet() -> AbstractContextManager[None]:
+    """:data:`QUIET_SETTINGS` for the length of a block."""
+    return scoped_environ(QUIET_SETTINGS)
+
+
+def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
     """Get or create the experiment ``name`` (restoring it if it was deleted)."""
     from mlflow.exceptions import MlflowException
 
@@ -69,14 +125,14 @@ def experiment_id(mlflow_client: Any, name: str) -> str:
                 raise
     if experiment.lifecycle_stage == "deleted":
         mlflow_client.restore_experiment(experiment.experiment_id)
-    return experiment.experiment_id
+    return str(experiment.experiment_id)
 
 
 def run_url(tracking_uri: str, experiment: str, run: str) -> str:
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment}/runs/{run}"
 
 
-def run_model_uri(mlflow_client: Any, experiment: str, run: str) -> str | None:
+def run_model_uri(mlflow_client: MlflowClient, experiment: str, run: str) -> str | None:
     """URI of the model logged by ``run`` (its latest one), or None."""
     models = mlflow_client.search_logged_models(
         experiment_ids=[experiment],
@@ -85,3 +141,80 @@ def run_model_uri(mlflow_client: Any, experiment: str, run: str) -> str | None:
         max_results=1,
     )
     return f"models:/{models[0].model_id}" if models else None
+
+
+# ---------------------------------------------------------------------------- models:/ URIs
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))?(?P<path>/.+)?$")
+
+
+@dataclass(frozen=True)
+class ModelURI:
+    """A parsed ``models:/`` URI.
+
+    ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/NAME`` or ``models:/NAME/latest``
+    (the newest version), ``models:/NAME/STAGE`` (MLflow's deprecated stages) and
+    ``models:/m-<id>`` (a logged model, MLflow 3), each optionally followed by a ``/path``.
+    """
+
+    name: str
+    alias: str | None = None
+    ref: str | None = None  # a version number, "latest" or a stage name
+    path: str = ""
+
+    @classmethod
+    def parse(cls, uri: str) -> ModelURI:
+        match = _MODELS_URI.match(uri.strip())
+        if match is None:
+            raise InvalidInputError(
+                f"{uri!r} is not a registered model URI", hint="use models:/NAME@ALIAS or models:/NAME/VERSION"
+            )
+        return cls(match["name"], match["alias"], match["ref"], match["path"] or "")
+
+    @staticmethod
+    def is_model_uri(uri: str) -> bool:
+        return _MODELS_URI.match(uri.strip()) is not None
+
+    @property
+    def logged_model_id(self) -> str | None:
+        """The id of a logged model (``models:/m-...``), which names no registered version."""
+        if self.alias is None and self.ref is None and self.name.startswith("m-"):
+            return self.name
+        return None
+
+    def describe(self) -> str:
+        if self.alias is not None:
+            return f"@{self.alias}"
+        if self.ref is None or self.ref.lower() == "latest":
+            return "latest version"
+        return f"version {self.ref}" if self.ref.isdigit() else f"stage {self.ref}"
+
+
+def resolve_model_version(mlflow_client: MlflowClient, uri: ModelURI | str) -> ModelVersion:
+    """The registered ``ModelVersion`` a ``models:/`` URI names, asked of this client's registry.
+
+    MLflow resolves ``models:/`` URIs against its *process-global* registry URI; chiml resolves
+    them with a client bound to the platform's server so that a notebook's own MLflow settings
+    never interfere. :class:`NotFoundError` when the model or that version does not exist.
+    """
+    from mlflow.exceptions import MlflowException
+
+    ref = ModelURI.parse(uri) if isinstance(uri, str) else uri
+    if ref.logged_model_id is not None:
+        raise InvalidInputError(f"models:/{ref.name} is a logged model, not a registered model version")
+    try:
+        if ref.alias is not None:
+            return mlflow_client.get_model_version_by_alias(ref.name, ref.alias)
+        if ref.ref is None or ref.ref.lower() == "latest":
+            versions = mlflow_client.search_model_versions(f"name = '{ref.name}'")
+            if not versions:
+                raise NotFoundError(f"registered model {ref.name!r} has no versions")
+            return max(versions, key=lambda v: int(v.version))
+        if ref.ref.isdigit():
+            return mlflow_client.get_model_version(ref.name, ref.ref)
+        latest = mlflow_client.get_latest_versions(ref.name, stages=[ref.ref])
+    except MlflowException as err:
+        first = str(err.message).splitlines()[0]
+        raise NotFoundError(f"registered model {ref.name!r} {ref.describe()} not found: {first}") from None
+    if not latest:
+        raise NotFoundError(f"registered model {ref.name!r} has no version in stage {ref.ref!r}")
+    return latest[0]

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chiml.errors import ChimlError, InvalidInputError, NotFoundError
-from chiml.lifecycle import mlflow_server
+from chiml.lifecycle import mlflow_client
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 ARCHIVED_TAG = "chiml.archived"
@@ -59,8 +59,8 @@ class ModelRegistry:
 
     def __init__(self, platform: Any) -> None:
         self.platform = platform
-        mlflow_server.configure_client_env()
-        self.client = mlflow_server.client(platform.tracking_uri)
+        mlflow_client.configure_client_env()
+        self.client = mlflow_client.client(platform.tracking_uri)
 
     # ------------------------------------------------------------------ register
     def resolve_source(self, source: str) -> tuple[str, str | None, str | None]:
@@ -88,10 +88,10 @@ class ModelRegistry:
         except MlflowException:
             raise NotFoundError(f"no MLflow run {source}") from None
         experiment = run.info.experiment_id
-        uri = mlflow_server.run_model_uri(self.client, experiment, source)
+        uri = mlflow_client.run_model_uri(self.client, experiment, source)
         if uri is None and run.data.tags.get("chiml.best_run_id"):
             best = run.data.tags["chiml.best_run_id"]
-            uri = mlflow_server.run_model_uri(self.client, experiment, best)
+            uri = mlflow_client.run_model_uri(self.client, experiment, best)
             source = best
         if uri is None:
             raise NotFoundError(

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from chiml.errors import ChimlError, InvalidInputError, NotFoundError
+from chiml.lifecycle import mlflow_client
 from chiml.optimize import tracking
 from chiml.optimize.candidates import CANDIDATES
-from chiml.optimize.source import ModelRef, get_version, mlflow_client, quiet_mlflow
 from chiml_serving.runtimes.spec import SPEC_FILE, RuntimeSpec
 
 
@@ -42,7 +42,7 @@ def find_run(client: Any, name: str, version: Any, runtime: str) -> tuple[str, s
     what = "optimized runtime" if runtime == "auto" else f"{runtime} build that passed the gate"
     target = "" if runtime == "auto" else f" --target {runtime}"
     raise NotFoundError(f"models:/{name}/{version.version} has no {what}",
-                     hint=f"run `chiml optimize models:/{name}/{version.version}{target}` first")
+                        hint=f"run `chiml optimize models:/{name}/{version.version}{target}` first")
 
 
 def resolve_runtime_artifact(platform: Any, model_uri: str, runtime: str) -> tuple[str, Path]:
@@ -55,16 +55,16 @@ def resolve_runtime_artifact(platform: Any, model_uri: str, runtime: str) -> tup
 
     if runtime != "auto" and runtime not in CANDIDATES:
         raise InvalidInputError(f"unknown runtime {runtime!r}: choose auto or one of {', '.join(CANDIDATES)}")
-    with quiet_mlflow():
+    with mlflow_client.quiet():
         return _resolve(platform.tracking_uri, Path(platform.home), model_uri, runtime)
 
 
 def _resolve(tracking_uri: str, home: Path, model_uri: str, runtime: str) -> tuple[str, Path]:
     import mlflow
 
-    client = mlflow_client(tracking_uri)
-    ref = ModelRef.parse(model_uri)
-    version = get_version(client, ref)
+    client = mlflow_client.client(tracking_uri)
+    ref = mlflow_client.ModelURI.parse(model_uri)
+    version = mlflow_client.resolve_model_version(client, ref)
     run_id, candidate = find_run(client, ref.name, version, runtime)
     cache = home / "optimize" / "artifacts" / run_id / candidate
     if not (cache / SPEC_FILE).is_file():

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotSupportedError
 from chiml.optimize import candidates as cands
 from chiml.optimize.bench import BenchSettings, run_worker
 from chiml.optimize.export import ExportResult, export
@@ -178,13 +178,14 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
              atol: float | None = None, rtol: float | None = None, min_top1: float | None = None,
              step: Step | None = None) -> OptimizeReport:
     """Optimize a registered model version; returns the report (``report.chosen`` is None if none passed)."""
+    from chiml.lifecycle import mlflow_client
     from chiml.optimize import tracking
-    from chiml.optimize.source import mlflow_client, quiet_mlflow, resolve_source
+    from chiml.optimize.source import resolve_source
 
     config = platform.config.optimize
     objective = objective or config.objective
     if objective not in ("latency", "throughput"):
-        raise ChimlError(f"unknown objective {objective!r}: choose latency or throughput")
+        raise InvalidInputError(f"unknown objective {objective!r}: choose latency or throughput")
     allow = config.allow_deepsparse if allow_deepsparse is None else allow_deepsparse
     tolerance = Tolerance(atol=config.atol if atol is None else atol, rtol=config.rtol if rtol is None else rtol,
                           min_top1=config.min_top1 if min_top1 is None else min_top1)
@@ -192,13 +193,13 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
     if threads:
         settings.threads = threads
     if target not in cands.TARGETS:
-        raise ChimlError(f"unknown target {target!r}: choose one of {', '.join(cands.TARGETS)}")
+        raise InvalidInputError(f"unknown target {target!r}: choose one of {', '.join(cands.TARGETS)}")
     say = step or (lambda _message: None)
     tracking_uri = platform.tracking_uri
     home = Path(platform.home)
     (home / "optimize").mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=home / "optimize"))
-    with quiet_mlflow():
+    with mlflow_client.quiet():
         try:
             say(f"resolving {model_uri}")
             source = resolve_source(tracking_uri, model_uri, workdir, Path(sample) if sample else None)
@@ -206,7 +207,7 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
             if target != "auto":
                 missing = [c for c in planned if c.name == target and c.unavailable]
                 if missing:
-                    raise ChimlError(f"{target} is unavailable here: {missing[0].unavailable}")
+                    raise NotSupportedError(f"{target} is unavailable here: {missing[0].unavailable}")
             measured = measure(
                 flavor=source.flavor, model_dir=source.local_dir, inputs=source.inputs, sample=source.sample,
                 workdir=workdir, candidates=planned, settings=settings, tolerance=tolerance, objective=objective,
@@ -215,7 +216,7 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
                 step=say)
             report = measured.report
             say("recording the optimization in MLflow")
-            client = mlflow_client(tracking_uri)
+            client = mlflow_client.client(tracking_uri)
             params = {"target": target, "objective": objective, "threads": settings.threads,
                       "batches": ",".join(map(str, settings.batches)), "atol": tolerance.atol, "rtol": tolerance.rtol,
                       "min_top1": tolerance.min_top1, "sample": source.sample_origin,

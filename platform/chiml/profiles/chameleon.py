@@ -17,11 +17,11 @@ from chiml.chameleon.lease import LeaseInfo
 from chiml.cluster import ClusterDescription, NodeInfo
 from chiml.config import LoadedConfig
 from chiml.errors import ChimlError, NotSupportedError
+from chiml.kube.installer import install_platform
 from chiml.paths import repo_root
 from chiml.profiles.base import Profile, ServiceStatus
+from chiml.profiles.kubernetes import KubernetesProfile
 
-# Where the Helm layer records the URLs of the services it installed (state key `kubernetes`).
-_URL_KEYS = {"tracking_uri": "MLflow", "optuna_storage": "Optuna storage", "tensorboard_logdir": "TensorBoard"}
 Progress = Callable[[str], None]
 
 
@@ -48,7 +48,7 @@ class ChameleonProfile(Profile):
 
     def _planned_cluster(self, plan: dict[str, Any]) -> ClusterDescription:
         """The cluster `up` would hand the Helm layer, with placeholders for what the lease decides."""
-        nodes = [NodeInfo(name=name, gpu="-gpu-" in name, labels={}) for name in plan["nodes"]]
+        nodes = [NodeInfo(name=name, gpu=name in plan["gpu_nodes"], labels={}) for name in plan["nodes"]]
         return ClusterDescription(
             kubeconfig=str(self.deployment.kubeconfig_path),
             api_endpoint="https://<floating IP>:6443",
@@ -58,16 +58,6 @@ class ChameleonProfile(Profile):
         )
 
     def _install_platform(self, cluster: ClusterDescription, dry_run: bool, progress: Progress | None) -> None:
-        try:
-            from chiml.kube.installer import install_platform
-        except ImportError:
-            what = (
-                "it would install the platform next"
-                if dry_run
-                else f"the cluster is ready (kubeconfig {cluster.kubeconfig}) but no platform services were installed"
-            )
-            console.print(f"[yellow]note:[/] the Helm layer (chiml.kube) is not in this checkout: {what}")
-            return
         if dry_run:
             print("\nThen the Helm layer, on that cluster:")
         install_platform(self.loaded, cluster, dry_run=dry_run, progress=progress)
@@ -80,22 +70,17 @@ class ChameleonProfile(Profile):
         if not st:
             return [ServiceStatus("chameleon", None, False, "not up (no deployment in this CHIML_HOME)")]
         statuses = [self._lease_status(st), self._api_status(st)]
-        kube = self._kube()
-        if kube is not None and self.state.get("kubernetes") and st.get("cluster"):
+        if self.state.get("kubernetes") and st.get("cluster"):
             try:  # the platform services on the cluster, as the kubernetes profile sees them
-                statuses += kube.status()
+                statuses += self._kube().status()
             except Exception as err:  # status never raises
                 message = err.message if isinstance(err, ChimlError) else str(err)
                 statuses.append(ServiceStatus("platform", None, False, f"cannot query the cluster: {message}"))
         return statuses
 
-    def _kube(self) -> Any:
+    def _kube(self) -> KubernetesProfile:
         """The kubernetes profile on the same CHIML_HOME: it finds the cluster through the kubeconfig
-        the Helm layer recorded, which is ours. None when that layer is not in this checkout."""
-        try:
-            from chiml.profiles.kubernetes import KubernetesProfile
-        except ImportError:
-            return None
+        the Helm layer recorded, which is ours."""
         return KubernetesProfile(self.loaded)
 
     def _lease_status(self, st: dict[str, Any]) -> ServiceStatus:
@@ -137,39 +122,23 @@ class ChameleonProfile(Profile):
         return ServiceStatus("k3s", url, reachable, detail)
 
     # ------------------------------------------------------------------ where services are
-    def _url(self, key: str) -> str:
-        """The kubernetes profile's answer (same Helm layer, same cluster) or the URL it recorded."""
-        kube = self._kube()
-        if kube is not None:
-            return str(getattr(kube, key)())
-        value = (self.state.get("kubernetes") or {}).get(key)
-        if not value:
-            raise ChimlError(
-                f"platform not up: no {_URL_KEYS[key]} URL recorded",
-                hint="run `chiml up` (the Helm layer records the service URLs)",
-            )
-        return str(value)
-
+    # The Helm layer on the k3s cluster answers, as it does for the kubernetes profile.
     def tracking_uri(self) -> str:
-        return self._url("tracking_uri")
+        return self._kube().tracking_uri()
 
     def optuna_storage(self) -> str:
-        return self._url("optuna_storage")
+        return self._kube().optuna_storage()
 
     def tensorboard_logdir(self) -> str:
-        return self._url("tensorboard_logdir")
+        return self._kube().tensorboard_logdir()
 
     def endpoints(self) -> Any:
         """KServe endpoints on the k3s cluster (the kubernetes profile's backend)."""
-        kube = self._kube()
-        if kube is None:
-            raise NotSupportedError("endpoints need the Helm layer (chiml.kube), which is not in this checkout")
-        return kube.endpoints()
+        return self._kube().endpoints()
 
     def secrets(self) -> dict[str, str]:
         """Generated platform credentials (`chiml status --show-secrets`)."""
-        kube = self._kube()
-        return kube.secrets() if kube is not None and self.state.get("kubernetes") else {}
+        return self._kube().secrets() if self.state.get("kubernetes") else {}
 
     def smoke_args(self) -> tuple[list[str], dict[str, str]]:
         """The node checks (SSH backend of testinfra) against the hosts in state."""

@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import psutil
-
 from chiml.errors import ChimlError, NotFoundError, NotSupportedError, UnreachableError
 from chiml.local import jupyterlab
 from chiml.local.layout import HomeLayout
+from chiml.local.ports import port_is_free, port_owner
 from chiml.local.postgres import ManagedPostgres, libpq_url
 from chiml.local.services import LocalService, build_services, database_urls, write_optuna_dashboard_config
 from chiml.local.supervisor import Supervisor
 from chiml.profiles.base import Profile, ServiceStatus
 
 Progress = Callable[[str], None]
-
-
-def _port_owner(port: int) -> str:
-    """Who listens on a port, for the error message (best effort: may need privileges)."""
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-                proc = psutil.Process(conn.pid)
-                return f" by {proc.name()} (pid {conn.pid})"
-    except (psutil.Error, OSError):
-        pass
-    return ""
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR as the servers use it: a listener blocks the bind, TIME_WAIT leftovers don't.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class LocalProfile(Profile):
@@ -68,7 +43,7 @@ class LocalProfile(Profile):
             if not port_is_free(service.port):
                 key = "postgresql" if service.name == "postgresql" else service.name
                 raise ChimlError(
-                    f"port {service.port} for {service.title} is already in use{_port_owner(service.port)}",
+                    f"port {service.port} for {service.title} is already in use{port_owner(service.port)}",
                     hint=f"stop that process or set local.ports.{key} in chiml.yaml",
                 )
 
