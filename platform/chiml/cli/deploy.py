@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
 
 
 def deploy(
@@ -37,9 +37,8 @@ def deploy(
     json_out: JsonOption = False,
 ) -> None:
     """Deploy a model as an endpoint (KServe V1/V2 REST) and wait until it answers."""
-    from chiml.sdk import Platform
 
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     endpoint = platform.deploy(model_uri, name, runtime=runtime, replicas=replicas, workers=workers)
     if json_out:
         print_json(endpoint.to_json())

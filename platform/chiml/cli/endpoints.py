@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
 from chiml.errors import ChimlError
 
 endpoints_app = typer.Typer(help="List, describe, scale and delete model endpoints.", no_args_is_help=True)
@@ -16,10 +16,8 @@ NameArgument = Annotated[str, typer.Argument(help="endpoint name")]
 _STATUS_STYLE = {"ready": "green", "starting": "yellow", "failed": "red", "stopped": "dim", "unknown": "dim"}
 
 
-def _backend(ctx: typer.Context, config: Any, profile: Any) -> Any:
-    from chiml.sdk import Platform
-
-    return Platform(load(ctx, config, profile)).endpoints
+def _backend(ctx: typer.Context) -> Any:
+    return connect(ctx).endpoints
 
 
 @endpoints_app.command("list")
@@ -27,7 +25,7 @@ def list_endpoints(
     ctx: typer.Context, config: ConfigOption = None, profile: ProfileOption = None, json_out: JsonOption = False
 ) -> None:
     """Every endpoint with its model, runtime, replicas, status and URL."""
-    endpoints = _backend(ctx, config, profile).list()
+    endpoints = _backend(ctx).list()
     if json_out:
         print_json([endpoint.to_json() for endpoint in endpoints])
         return
@@ -56,7 +54,7 @@ def describe(
     """One endpoint, with the model's inputs and outputs (from GET /v2/models/NAME)."""
     from chiml.serving.client import model_metadata
 
-    endpoint = _backend(ctx, config, profile).get(name)
+    endpoint = _backend(ctx).get(name)
     data = endpoint.to_json()
     if endpoint.status == "ready" and endpoint.url:
         try:
@@ -83,7 +81,7 @@ def scale(
     json_out: JsonOption = False,
 ) -> None:
     """Change an endpoint's number of replicas (waits for new replicas to answer)."""
-    endpoint = _backend(ctx, config, profile).scale(name, replicas)
+    endpoint = _backend(ctx).scale(name, replicas)
     if json_out:
         print_json(endpoint.to_json())
         return
@@ -98,7 +96,7 @@ def delete(
     profile: ProfileOption = None,
 ) -> None:
     """Stop endpoints and remove their processes, state and files."""
-    backend = _backend(ctx, config, profile)
+    backend = _backend(ctx)
     for name in names:
         with console.status(f"deleting {name}…"):
             backend.delete(name)
@@ -115,7 +113,7 @@ def logs(
     profile: ProfileOption = None,
 ) -> None:
     """Print the end of an endpoint's server log (local profile)."""
-    backend = _backend(ctx, config, profile)
+    backend = _backend(ctx)
     log_file = getattr(backend, "log_file", None)
     if log_file is None:
         raise ChimlError("endpoint logs are read with kubectl on this profile", hint="kubectl logs -l ...")

@@ -12,10 +12,10 @@ from chiml.errors import ChimlError
 lease_app = typer.Typer(help="The Chameleon lease of this deployment (chameleon profile).", no_args_is_help=True)
 
 
-def _deployment(ctx: typer.Context, config, profile):  # type: ignore[no-untyped-def]
+def _deployment(ctx: typer.Context):  # type: ignore[no-untyped-def]
     from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment
 
-    loaded = load(ctx, config, profile)
+    loaded = load(ctx)
     deployment = ChameleonDeployment(loaded)
     lease = (deployment.state.get(STATE_KEY) or {}).get("lease") or {}
     if not lease.get("id"):
@@ -31,7 +31,7 @@ def show(
     from chiml.chameleon.auth import check_credentials
     from chiml.chameleon.lease import LeaseInfo
 
-    deployment, lease = _deployment(ctx, config, profile)
+    deployment, lease = _deployment(ctx)
     check_credentials(deployment.cfg.site)
     found = deployment.deps.lease_client.status(lease["id"])
     if found is None:
@@ -60,7 +60,7 @@ def extend(
     from chiml.chameleon.auth import check_credentials
     from chiml.chameleon.deployment import STATE_KEY
 
-    deployment, lease = _deployment(ctx, config, profile)
+    deployment, lease = _deployment(ctx)
     check_credentials(deployment.cfg.site)
     with console.status(f"extending lease {lease.get('name')} by {hours} h"):
         end = deployment.deps.lease_client.extend(lease["id"], hours)
@@ -80,7 +80,7 @@ def delete(
     from chiml.chameleon.auth import check_credentials
     from chiml.chameleon.deployment import STATE_KEY
 
-    deployment, lease = _deployment(ctx, config, profile)
+    deployment, lease = _deployment(ctx)
     check_credentials(deployment.cfg.site)
     if not yes and not typer.confirm(
         f"Delete lease {lease.get('name')} ({lease['id']})? Its instances and their data are deleted with it.",

@@ -1,22 +1,43 @@
-"""Entry point: builds the Typer app from every module in :mod:`chiml.cli`.
-
-Command modules are discovered, not listed, so that each capability adds its own file
-without editing a shared one.
-"""
+"""Entry point: the Typer app, with the command modules in the order a user walks them."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
-from pathlib import Path
-from typing import Annotated
+from types import ModuleType
 
 import typer
 
-import chiml.cli as cli_pkg
-from chiml.cli.common import err_console
+from chiml.cli import (
+    deploy,
+    endpoints,
+    frameworks,
+    images,
+    lease,
+    models,
+    optimize,
+    platform,
+    predict,
+    train,
+    tune,
+)
+from chiml.cli.common import ConfigOption, ProfileOption, err_console
 from chiml.errors import ChimlError
+
+# `--help` lists commands in this order: the platform first, then the lifecycle as a user walks
+# it, then the infrastructure and environment helpers. Each module has ``register(app)``.
+COMMANDS: tuple[ModuleType, ...] = (
+    platform,
+    train,
+    tune,
+    models,
+    optimize,
+    deploy,
+    predict,
+    endpoints,
+    lease,
+    images,
+    frameworks,
+)
 
 app = typer.Typer(
     name="chiml",
@@ -26,36 +47,14 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_NOT_COMMANDS = {"common", "main"}
-# `--help` lists commands in registration order: the platform first, then the lifecycle as a
-# user walks it. Modules not named here (a new capability) follow alphabetically.
-_HELP_ORDER = ["platform", "train", "tune", "models", "optimize", "deploy", "predict", "endpoints", "lease"]
-
 
 @app.callback()
-def _root(
-    ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="chiml.yaml to use")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="local | chameleon | kubernetes")] = None,
-) -> None:
-    ctx.obj = {"config": config, "profile": profile}
+def _root(config: ConfigOption = None, profile: ProfileOption = None) -> None:
+    """The options given before the command (``chiml -p local status``) reach it through the context."""
 
 
-def _register_commands() -> None:
-    def rank(module: pkgutil.ModuleInfo) -> tuple[int, str]:
-        order = _HELP_ORDER.index(module.name) if module.name in _HELP_ORDER else len(_HELP_ORDER)
-        return order, module.name
-
-    for module in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=rank):
-        if module.name in _NOT_COMMANDS or module.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"chiml.cli.{module.name}")
-        register = getattr(mod, "register", None)
-        if register is not None:
-            register(app)
-
-
-_register_commands()
+for _module in COMMANDS:
+    _module.register(app)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
 
 if TYPE_CHECKING:
     from chiml.lifecycle.registry import ModelRegistry
@@ -16,10 +16,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="The model registry (MLflow's): register runs' models, promote versions with aliases.")
 
 
-def _registry(ctx: typer.Context, config: ConfigOption, profile: ProfileOption) -> ModelRegistry:
-    from chiml import Platform
-
-    return Platform(load(ctx, config, profile)).models
+def _registry(ctx: typer.Context) -> ModelRegistry:
+    return connect(ctx).models
 
 
 def _when(ms: int) -> str:
@@ -39,7 +37,7 @@ def register_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Register the model logged by a run as a new version of NAME."""
-    version = _registry(ctx, config, profile).register(source, name, description=description)
+    version = _registry(ctx).register(source, name, description=description)
     if json_out:
         print_json(version.to_json())
         return
@@ -53,7 +51,7 @@ def list_cmd(
     ctx: typer.Context, config: ConfigOption = None, profile: ProfileOption = None, json_out: JsonOption = False
 ) -> None:
     """List registered models with their latest version and aliases."""
-    models = _registry(ctx, config, profile).list()
+    models = _registry(ctx).list()
     if json_out:
         print_json([m.to_json() for m in models])
         return
@@ -75,7 +73,7 @@ def describe_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Show every version of NAME: source run, aliases, archived or not."""
-    model = _registry(ctx, config, profile).describe(name)
+    model = _registry(ctx).describe(name)
     if json_out:
         print_json(model.to_json())
         return
@@ -100,7 +98,7 @@ def promote_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Point ALIAS (default: production) at a version: deploy models:/NAME@ALIAS to serve it."""
-    info = _registry(ctx, config, profile).promote(name, version, alias)
+    info = _registry(ctx).promote(name, version, alias)
     if json_out:
         print_json(info.to_json())
         return
@@ -117,7 +115,7 @@ def archive_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Archive a version: its aliases are removed and it is marked Archived."""
-    info = _registry(ctx, config, profile).archive(name, version)
+    info = _registry(ctx).archive(name, version)
     if json_out:
         print_json(info.to_json())
         return

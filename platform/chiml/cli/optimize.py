@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
-from chiml.errors import ChimlError
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.errors import ChimlError, InvalidInputError
 
 TARGET_HELP = "auto (measure every runtime, pick the fastest that passes) or one of: " \
               "onnxruntime, onnxruntime-int8, openvino, deepsparse, tensorrt"
@@ -20,9 +20,9 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ChimlError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
+        raise InvalidInputError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
     if not values or any(value < 1 for value in values):
-        raise ChimlError("--batch-sizes needs positive integers, e.g. 1,8,64")
+        raise InvalidInputError("--batch-sizes needs positive integers, e.g. 1,8,64")
     return values
 
 
@@ -59,9 +59,8 @@ def optimize_command(
     """  # noqa: E501 (typer reflows the paragraph; a hard-wrapped docstring shows ragged in --help)
     from chiml.optimize.deepsparse_env import LICENCE_NOTE
     from chiml.optimize.pipeline import optimize
-    from chiml.sdk import Platform
 
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     wants_deepsparse = target == "deepsparse" or (
         target == "auto" and (allow_deepsparse if allow_deepsparse is not None
                               else platform.config.optimize.allow_deepsparse))

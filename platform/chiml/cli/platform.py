@@ -33,7 +33,7 @@ def up(
     json_out: JsonOption = False,
 ) -> None:
     """Start the platform (idempotent: a second `up` starts nothing new) and print its URLs."""
-    loaded = load(ctx, config, profile)
+    loaded = load(ctx)
     prof = get_profile(loaded)
     started = time.monotonic()
     with console.status(f"bringing up the {prof.name} platform…") as spinner:
@@ -61,7 +61,7 @@ def down(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
 ) -> None:
     """Stop the platform. Local data (runs, studies, models, endpoints) is kept for the next `up`."""
-    loaded = load(ctx, config, profile)
+    loaded = load(ctx)
     prof = get_profile(loaded)
     with console.status("stopping…") as spinner:
         prof.down(yes=yes, progress=lambda m: spinner.update(m))
@@ -77,7 +77,7 @@ def status(
     show_secrets: Annotated[bool, typer.Option("--show-secrets", help="print generated credentials")] = False,
 ) -> None:
     """Health and URL of every service. Exits 1 when a service is down."""
-    loaded = load(ctx, config, profile)
+    loaded = load(ctx)
     prof = get_profile(loaded)
     statuses = prof.status()
     secrets = prof.secrets() if show_secrets and hasattr(prof, "secrets") else None
@@ -112,7 +112,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
 ) -> None:
     """Print a service's log."""
-    loaded = load(ctx, config, profile)
+    loaded = load(ctx)
     get_profile(loaded).logs(service, lines=lines, follow=follow)
 
 
@@ -125,7 +125,7 @@ def smoke(
     """Run the smoke suite (pytest-testinfra) against the running platform."""
     from chiml.smoke import run_smoke
 
-    loaded = load(ctx, config, profile)
+    loaded = load(ctx)
     args, env = get_profile(loaded).smoke_args()
     result = run_smoke(args, env, extra)
     if result.returncode != 0:

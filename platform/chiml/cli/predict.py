@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, ProfileOption, connect, console, print_json
 from chiml.errors import ChimlError
 
 
@@ -50,7 +50,6 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="print the endpoint's whole V2 response")] = False,
 ) -> None:
     """Send a V2 inference request to an endpoint and print its outputs."""
-    from chiml.sdk import Platform
     from chiml.serving.client import (
         decode_outputs,
         endpoint_auth,
@@ -61,7 +60,7 @@ def predict(
     )
 
     request = _read_request(file, data)
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     backend = platform.endpoints
     url = endpoint_url(backend, name)
     auth = endpoint_auth(backend)
