@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chiml.config import LoadedConfig, load_config
 from chiml.errors import InvalidInputError
 from chiml.profiles import Profile, ServiceStatus, get_profile
+
+if TYPE_CHECKING:
+    from chiml.chameleon.deployment import DeploymentLease
 
 
 class Platform:
@@ -68,6 +71,13 @@ class Platform:
     def tensorboard_logdir(self) -> str:
         return self.profile.tensorboard_logdir()
 
+    @property
+    def lease(self) -> DeploymentLease:
+        """The Chameleon lease of this CHIML_HOME's deployment (show, extend, delete)."""
+        from chiml.chameleon.deployment import ChameleonDeployment
+
+        return ChameleonDeployment(self.loaded).lease
+
     # ----------------------------------------------------------------- training and tuning
     def train(self, target: str | Path, params: dict[str, Any] | None = None, **options: Any) -> Any:
         """Run a script or ``module:function`` as a tracked MLflow run (see ``chiml train --help``)."""
@@ -99,9 +109,17 @@ class Platform:
         return self.endpoints.deploy(model_uri, name, **options)
 
     def predict(self, name: str, inputs: Any, **options: Any) -> Any:
+        """numpy in, numpy out: one array (single-input model) or a dict name -> array."""
         from chiml.serving.client import predict
 
         return predict(self, name, inputs, **options)
+
+    def infer(self, name: str, request: Any, **options: Any) -> Any:
+        """A JSON request in (a V2 body, ``{"inputs": ...}``, ``{"instances": [...]}`` or a list), the V2
+        response body out."""
+        from chiml.serving.client import infer
+
+        return infer(self, name, request, **options)
 
     # ----------------------------------------------------------------- optimization
     def optimize(self, model_uri: str, target: str = "auto", **options: Any) -> Any:

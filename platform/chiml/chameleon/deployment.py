@@ -29,7 +29,7 @@ from chiml.chameleon.terraform import Terraform
 from chiml.chameleon.tfvars import build_tfvars, root_config_name, terraform_source_dir, write_tfvars
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
-from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError
+from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError, NotFoundError
 from chiml.state import StateStore
 
 STATE_KEY = "chameleon"
@@ -86,6 +86,11 @@ class ChameleonDeployment:
             current = dict(doc.get(STATE_KEY) or {})
             current.update(values)
             doc[STATE_KEY] = current
+
+    @property
+    def lease(self) -> DeploymentLease:
+        """The deployment's lease (show, extend, delete)."""
+        return DeploymentLease(self)
 
     def _terraform(self) -> Terraform:
         return Terraform(self.tf_dir, binary=self.deps.terraform_binary)
@@ -378,6 +383,51 @@ class ChameleonDeployment:
         shutil.rmtree(self.dir, ignore_errors=True)
         say("everything on Chameleon is released")
         return True
+
+
+class DeploymentLease:
+    """The lease of one deployment, as `chiml lease show|extend|delete` act on it."""
+
+    def __init__(self, deployment: ChameleonDeployment) -> None:
+        self.deployment = deployment
+
+    def recorded(self) -> LeaseInfo:
+        """The lease this CHIML_HOME recorded (no network); :class:`NotFoundError` when none."""
+        lease = (self.deployment.state.get(STATE_KEY) or {}).get("lease") or {}
+        if not lease.get("id"):
+            raise NotFoundError("no lease recorded in this CHIML_HOME", hint="`chiml up --profile chameleon` makes one")
+        return LeaseInfo.from_json(lease)
+
+    def _client(self) -> LeaseClient:
+        check_credentials(self.deployment.cfg.site, self.deployment.deps.environ)
+        return self.deployment.deps.lease_client
+
+    def show(self) -> LeaseInfo:
+        """The recorded lease with its status and end as Blazar reports them now."""
+        recorded = self.recorded()
+        found = self._client().status(recorded.id)
+        if found is None:
+            raise NotFoundError(
+                f"lease {recorded.id} no longer exists in Blazar", hint="`chiml down` cleans up the rest"
+            )
+        recorded.status, recorded.end = found
+        return recorded
+
+    def extend(self, hours: int) -> LeaseInfo:
+        """Prolong the lease by ``hours`` (Blazar allows it within 48 h of the end); records the new end."""
+        recorded = self.recorded()
+        recorded.end = self._client().extend(recorded.id, hours)
+        with self.deployment.state.edit() as doc:
+            doc[STATE_KEY]["lease"]["end"] = recorded.end
+        return recorded
+
+    def delete(self) -> bool:
+        """Delete the lease only (its instances go with it); False when Blazar had it gone already."""
+        recorded = self.recorded()
+        deleted = self._client().delete(recorded.id)
+        with self.deployment.state.edit() as doc:
+            doc[STATE_KEY]["lease"] = None
+        return deleted
 
 
 # Resource types whose object Blazar deletes itself at the end of the lease, and whose delete in

@@ -20,7 +20,7 @@ Plain lists take the endpoint's declared datatype; the shape is the nested lists
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -185,6 +185,22 @@ def endpoint_url(backend: Any, name: str) -> str:
 
 def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = None) -> Any:
     """Send ``inputs`` to endpoint ``name``; one array back, or a dict when there are several outputs."""
+    response = _exchange(platform, name, lambda metadata: build_request(inputs, metadata), timeout)
+    outputs = decode_outputs(response)
+    if len(outputs) == 1:
+        return next(iter(outputs.values()))
+    return outputs
+
+
+def infer(platform: Any, name: str, request: Any, *, timeout: float | None = None) -> dict[str, Any]:
+    """Send a JSON request (any format :func:`request_from_json` accepts) to endpoint ``name``;
+    the V2 response body (what ``chiml predict`` shows)."""
+    return _exchange(platform, name, lambda metadata: request_from_json(request, metadata), timeout)
+
+
+def _exchange(
+    platform: Any, name: str, body: Callable[[Mapping[str, Any]], dict[str, Any]], timeout: float | None
+) -> dict[str, Any]:
     if timeout is None:
         timeout = platform.config.serving.request_timeout_s
     backend = platform.endpoints
@@ -192,14 +208,10 @@ def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = No
     auth = endpoint_auth(backend)
     metadata = model_metadata(url, name, auth=auth)
     try:
-        response = infer_json(url, name, build_request(inputs, metadata), timeout=timeout, auth=auth)
+        return infer_json(url, name, body(metadata), timeout=timeout, auth=auth)
     except ChimlError:
         # The endpoint may have been redeployed with another model: retry once with fresh metadata.
         fresh = model_metadata(url, name, refresh=True, auth=auth)
         if fresh == metadata:
             raise
-        response = infer_json(url, name, build_request(inputs, fresh), timeout=timeout, auth=auth)
-    outputs = decode_outputs(response)
-    if len(outputs) == 1:
-        return next(iter(outputs.values()))
-    return outputs
+        return infer_json(url, name, body(fresh), timeout=timeout, auth=auth)
