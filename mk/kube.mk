@@ -31,4 +31,4 @@ kube-test: install tools ## the Kubernetes layer's tests only (fake helm + real 
 # Needs the network (the chart registries): every upstream pin in helm/releases.yaml is pulled
 # with `helm show chart` and must be published. Run by CI; not part of the offline test suite.
 kube-pins: install tools ## check that every chart pin in helm/releases.yaml is a published release
-	$(BIN)/python -m chiml.kube.pins helm
+	$(BIN)/python scripts/check_chart_pins.py helm

@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from chiml.chameleon.auth import check_credentials
 from chiml.chameleon.k3s import check_gpu_runtimes, describe_cluster, fetch_kubeconfig, wait_for_nodes
@@ -30,11 +27,11 @@ from chiml.chameleon.tfvars import build_tfvars, root_config_name, terraform_sou
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
 from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError, NotFoundError
+from chiml.plan import PlanSection
+from chiml.progress import Confirm, Progress, silent
 from chiml.state import StateStore
 
 STATE_KEY = "chameleon"
-# Progress and warnings go to stderr so that `--json` output on stdout stays parseable.
-console = Console(stderr=True)
 
 
 def tcp_connect(host: str, port: int, timeout_s: float = 3.0) -> None:
@@ -114,7 +111,6 @@ class ChameleonDeployment:
             f"k3s {self.cfg.k3s_version}: wait up to {self.cfg.k3s_timeout_s} s for nodes "
             f"{', '.join(nodes)} to be Ready",
             f"kubeconfig: fetch over SSH to {self.kubeconfig_path} (server = https://<floating IP>:6443)",
-            "helm: chiml.kube.installer.install_platform(cluster description)",
         ]
         return {"lease": request.to_json(), "terraform_root": f"terraform/{self.root}", "tfvars": tfvars,
                 "nodes": nodes, "gpu_nodes": gpu_nodes, "steps": steps, "blockers": self._blockers()}
@@ -153,8 +149,8 @@ class ChameleonDeployment:
             )
         return self.cfg.admin_cidr or self.deps.detect_admin_cidr()
 
-    def up(self, progress: Callable[[str], None] | None = None) -> ClusterDescription:
-        say = progress or (lambda message: console.print(f"[dim]…[/] {message}", highlight=False))
+    def up(self, progress: Progress = silent) -> ClusterDescription:
+        say = progress
         admin_cidr = self._preflight()
         user_id = self.deps.lease_client.whoami()
         name = unique_name(self.cfg.deployment, user_id)
@@ -172,7 +168,7 @@ class ChameleonDeployment:
             lease = self._ensure_lease(created, say)
             warning = lease.expiry_warning()
             if warning:
-                console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+                say(f"warning: {warning}")
             outputs = self._apply(lease, admin_cidr, created, say)
             cluster = self._k3s(outputs, say)
         except KeyboardInterrupt:
@@ -220,7 +216,9 @@ class ChameleonDeployment:
         say(f"lease ACTIVE until {info.end}; floating IP {info.floating_ip}")
         return info
 
-    def _apply(self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]) -> dict:
+    def _apply(
+        self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]
+    ) -> dict[str, Any]:
         Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform", into=self.workdir_name)
         tf = self._terraform()
         write_tfvars(self.tfvars_path, build_tfvars(self.cfg, admin_cidr, lease, name=self._st()["name"]))
@@ -334,27 +332,26 @@ class ChameleonDeployment:
             f"and deletes lease {lease.get('name') or '-'} ({lease.get('id') or 'none'}). This cannot be undone."
         )
 
-    def _confirm(self, question: str) -> bool:
-        if self.deps.confirm is not None:
-            return self.deps.confirm(question)
-        if not sys.stdin.isatty():
-            raise InvalidInputError("refusing to destroy without confirmation", hint="pass --yes")
-        import typer
+    def down(self, yes: bool = False, progress: Progress = silent, confirm: Confirm | None = None) -> bool:
+        """Destroy the instances, then delete the lease. False when there was nothing to do.
 
-        return typer.confirm(question, default=False)
-
-    def down(self, yes: bool = False, progress: Callable[[str], None] | None = None) -> bool:
-        """Destroy the instances, then delete the lease. False when there was nothing to do."""
-        say = progress or (lambda message: console.print(f"[dim]…[/] {message}", highlight=False))
+        What is destroyed is reported through ``progress``; unless ``yes``, ``confirm`` (else
+        ``deps.confirm``) is asked first, and without either the call is refused.
+        """
+        say = progress
         st = self._st()
         lease = st.get("lease") or {}
         has_tf = self.tf_dir.exists() and self._terraform().has_resources()
         if not st and not has_tf:
             say("no Chameleon deployment recorded in this CHIML_HOME: nothing to remove")
             return False
-        console.print(self.describe_loss(), highlight=False)
-        if not yes and not self._confirm("Destroy it?"):
-            raise ChimlError("aborted: nothing was destroyed")
+        say(self.describe_loss())
+        if not yes:
+            ask = confirm or self.deps.confirm
+            if ask is None:
+                raise InvalidInputError("refusing to destroy without confirmation", hint="pass --yes")
+            if not ask("Destroy it?"):
+                raise ChimlError("aborted: nothing was destroyed")
         if has_tf or lease.get("id"):
             check_credentials(self.cfg.site, self.deps.environ)
         if has_tf:
@@ -442,12 +439,13 @@ def _lease_bound(address: str) -> bool:
     return any(kind in parts for kind in LEASE_BOUND_TYPES)
 
 
-def format_plan(plan: dict[str, Any]) -> str:
-    """The dry-run plan as text (JSON blocks for the lease request and the tfvars)."""
-    lines = ["Plan of `chiml up` on Chameleon (dry run: nothing is reserved or created)", ""]
-    lines += [f"  {i}. {step}" for i, step in enumerate(plan["steps"], 1)]
+def plan_sections(plan: dict[str, Any]) -> list[PlanSection]:
+    """The dry-run plan in sections (JSON blocks for the lease request and the tfvars)."""
+    sections = [PlanSection("Plan of `chiml up` on Chameleon (dry run: nothing is reserved or created)",
+                            [f"  {i}. {step}" for i, step in enumerate(plan["steps"], 1)])]
     if plan["blockers"]:
-        lines += ["", "Fix before a real `up`:"] + [f"  - {problem}" for problem in plan["blockers"]]
-    lines += ["", "Lease request:", json.dumps(plan["lease"], indent=2), "",
-              f"Terraform variables ({plan['terraform_root']}):", json.dumps(plan["tfvars"], indent=2, sort_keys=True)]
-    return "\n".join(lines)
+        sections.append(PlanSection("Fix before a real `up`:", [f"  - {problem}" for problem in plan["blockers"]]))
+    sections.append(PlanSection("Lease request:", json.dumps(plan["lease"], indent=2).splitlines()))
+    sections.append(PlanSection(f"Terraform variables ({plan['terraform_root']}):",
+                                json.dumps(plan["tfvars"], indent=2, sort_keys=True).splitlines()))
+    return sections

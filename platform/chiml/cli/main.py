@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from types import ModuleType
 
 import typer
+from rich.logging import RichHandler
 
 from chiml.cli import (
     deploy,
@@ -63,6 +65,12 @@ def main() -> None:
     Click's standalone mode handles usage errors and ``typer.Exit``; a :class:`ChimlError`
     passes through it and is printed here.
     """
+    # Library code logs; the CLI shows its warnings on stderr, without source file names.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False, markup=False)],
+    )
     try:
         app()
     except ChimlError as err:

@@ -6,9 +6,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json, print_table
 
 if TYPE_CHECKING:
     from chiml.lifecycle.registry import ModelRegistry
@@ -55,13 +54,9 @@ def list_cmd(
     if json_out:
         print_json([m.to_json() for m in models])
         return
-    table = Table(title="registered models", title_justify="left")
-    for column in ("name", "latest", "aliases", "updated"):
-        table.add_column(column)
-    for m in models:
-        aliases = ", ".join(f"@{a}→v{v}" for a, v in sorted(m.aliases.items()))
-        table.add_row(m.name, m.latest_version or "", aliases, _when(m.updated))
-    console.print(table)
+    rows = [[m.name, m.latest_version or "", ", ".join(f"@{a}→v{v}" for a, v in sorted(m.aliases.items())),
+             _when(m.updated)] for m in models]
+    print_table("registered models", ["name", "latest", "aliases", "updated"], rows)
 
 
 @app.command("describe")
@@ -77,14 +72,10 @@ def describe_cmd(
     if json_out:
         print_json(model.to_json())
         return
-    table = Table(title=f"{model.name} {model.description}".strip(), title_justify="left")
-    for column in ("version", "aliases", "status", "run", "source", "created"):
-        table.add_column(column, overflow="fold")
-    for v in model.versions:
-        status = "archived" if v.archived else v.status.lower()
-        aliases = ", ".join("@" + a for a in v.aliases)
-        table.add_row(v.version, aliases, status, v.run_id or "", v.source, _when(v.created))
-    console.print(table)
+    rows = [[v.version, ", ".join("@" + a for a in v.aliases), "archived" if v.archived else v.status.lower(),
+             v.run_id or "", v.source, _when(v.created)] for v in model.versions]
+    columns = ["version", "aliases", "status", "run", "source", "created"]
+    print_table(f"{model.name} {model.description}".strip(), columns, rows)
 
 
 @app.command("promote")

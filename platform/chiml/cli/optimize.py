@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.cli.common import (
+    ConfigOption,
+    JsonOption,
+    ProfileOption,
+    connect,
+    console,
+    err_console,
+    print_json,
+    print_table,
+)
 from chiml.errors import ChimlError, InvalidInputError
 
 TARGET_HELP = "auto (measure every runtime, pick the fastest that passes) or one of: " \
@@ -78,7 +87,7 @@ def optimize_command(
     if json_out:
         print_json(report.to_json())
     else:
-        console.print(report.table())
+        print_table(*report.table_rows())
         if report.chosen:
             console.print(f"chosen: [bold]{report.chosen}[/] · MLflow run {report.run_id} · "
                           f"serve it with `chiml deploy {model_uri} --runtime auto`", highlight=False)

@@ -13,12 +13,13 @@ import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import httpx
 
 from chiml.environ import scoped_environ
 from chiml.errors import InvalidInputError, NotFoundError, UnreachableError
+from chiml.sites import TrackingSite
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,26 +51,34 @@ QUIET_SETTINGS: Mapping[str, str] = {
 }
 
 
-class TrackingSite(Protocol):
-    """Where the platform's MLflow is, and the credentials its clients send."""
-
-    @property
-    def tracking_uri(self) -> str: ...
-
-    def tracking_credentials(self) -> dict[str, str]: ...
-
-
 def connect(site: TrackingSite) -> MlflowClient:
-    """A checked ``MlflowClient`` for the platform, with this process set up to use it.
+    """A checked ``MlflowClient`` for the platform, with this process set up to use it."""
+    return connect_to(site.tracking_uri, site.tracking_credentials())
+
+
+def connect_to(tracking_uri: str, credentials: Mapping[str, str]) -> MlflowClient:
+    """A checked ``MlflowClient`` for ``tracking_uri``, sending ``credentials``.
 
     MLflow's client reads its credentials (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``) from the
-    environment, so the site's credentials are exported there (values the user set win), where
-    the runs and tuning workers this process starts find them too.
+    environment, so they are exported there (values the user set win), where the runs and
+    tuning workers this process starts find them too.
     """
-    uri = site.tracking_uri
-    for key, value in site.tracking_credentials().items():
+    for key, value in credentials.items():
         os.environ.setdefault(key, value)
-    return client(uri)
+    return client(tracking_uri)
+
+
+def artifact_location(mlflow_client: MlflowClient, model_uri: str) -> str:
+    """Where the artifacts a ``models:/`` or ``runs:/`` URI names are stored (``mlflow-artifacts:/...``),
+    asked of this client's server."""
+    if ModelURI.is_model_uri(model_uri):
+        ref = ModelURI.parse(model_uri)
+        if ref.logged_model_id is not None:
+            return str(mlflow_client.get_logged_model(ref.logged_model_id).artifact_location) + ref.path
+        version = resolve_model_version(mlflow_client, ref)
+        return str(mlflow_client.get_model_version_download_uri(ref.name, version.version)) + ref.path
+    run_id, _, path = model_uri.removeprefix("runs:/").partition("/")
+    return f"{mlflow_client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}".rstrip("/")
 
 
 def client(tracking_uri: str) -> MlflowClient:

@@ -15,6 +15,7 @@ from typing import Any
 
 from chiml.errors import ChimlError, InvalidInputError, NotFoundError
 from chiml.lifecycle import mlflow_client
+from chiml.sites import TrackingSite
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 ARCHIVED_TAG = "chiml.archived"
@@ -57,10 +58,10 @@ class RegisteredModelInfo:
 class ModelRegistry:
     """Register, list, describe, promote and archive model versions."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: TrackingSite) -> None:
         self.platform = platform
         mlflow_client.configure_client_env()
-        self.client = mlflow_client.client(platform.tracking_uri)
+        self.client = mlflow_client.connect(platform)
 
     # ------------------------------------------------------------------ register
     def resolve_source(self, source: str) -> tuple[str, str | None, str | None]:

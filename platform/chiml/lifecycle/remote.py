@@ -302,7 +302,7 @@ def run_on_cluster(
     site = site or cluster_site(platform)
     mlflow_client.configure_client_env()
     tracking_uri = platform.tracking_uri
-    client = mlflow_client.client(tracking_uri)
+    client = mlflow_client.connect(platform)
     experiment_id = mlflow_client.experiment_id(client, experiment)
     run_tags = {
         "mlflow.source.name": target,

@@ -27,6 +27,7 @@ from chiml.errors import ChimlError
 from chiml.lifecycle import mlflow_client
 from chiml.lifecycle.context import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
 from chiml.lifecycle.target import resolve
+from chiml.sites import TrainingSite
 
 # Profiles whose training runs on the cluster as a Kubernetes Job.
 CLUSTER_PROFILES = ("kubernetes", "chameleon")
@@ -50,7 +51,7 @@ class TrainResult:
 
 
 def run_training(
-    platform: Any,
+    platform: TrainingSite,
     target: str,
     params: dict[str, Any],
     *,
@@ -80,15 +81,15 @@ def run_training(
     ``on_start(run_id, run_url)`` is called once the run exists, before the script starts.
     ``timeout``: seconds before the script is stopped and the run marked KILLED.
     """
-    profile = getattr(getattr(platform, "profile", None), "name", "local")
+    profile = platform.profile.name
     if profile in CLUSTER_PROFILES:
         from chiml.lifecycle.remote import run_on_cluster
 
         wanted = gpus if gpus is not None else (0 if gpu is not True else 1)
         return run_on_cluster(
             platform, target, params, experiment=experiment, run_name=run_name, args=args, gpus=wanted,
-            tags=tags, timeout=timeout, echo=echo, on_start=on_start, progress=progress, cwd=cwd,
-            detach=detach, dry_run=dry_run,
+            tags=tags, timeout=timeout, echo=echo, on_start=on_start, progress=progress,
+            cwd=None if cwd is None else Path(cwd), detach=detach, dry_run=dry_run,
         )  # fmt: skip
     if dry_run or detach:
         flag = "--dry-run" if dry_run else "--detach"
@@ -98,7 +99,7 @@ def run_training(
     devices = select_devices(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")) if gpus and gpu is not False else None
     mlflow_client.configure_client_env()
     tracking_uri = platform.tracking_uri
-    client = mlflow_client.client(tracking_uri)
+    client = mlflow_client.connect(platform)
     experiment = experiment or platform.config.training.experiment
     experiment_id = mlflow_client.experiment_id(client, experiment)
     run_tags = {

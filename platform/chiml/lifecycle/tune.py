@@ -32,6 +32,7 @@ from chiml.lifecycle.storage import describe_storage, open_storage
 from chiml.lifecycle.target import resolve
 from chiml.lifecycle.train import _safe
 from chiml.lifecycle.worker import CRASHED_ATTR, PID_ATTR, RUN_ATTR, WorkerSpec, counted, make_pruner, make_sampler
+from chiml.sites import TrainingSite
 
 PARENT_ATTR = "chiml.mlflow_parent_run_id"
 #: Exit status a worker uses for a configuration error: restarting it would not help.
@@ -79,7 +80,7 @@ class StudyResult:
 
 
 def run_study(
-    platform: Any,
+    platform: TrainingSite,
     target: str,
     *,
     trials: int = 20,
@@ -126,7 +127,7 @@ def run_study(
     )
 
     mlflow_client.configure_client_env()
-    client = mlflow_client.client(platform.tracking_uri)
+    client = mlflow_client.connect(platform)
     experiment = experiment or settings.get("experiment") or training.experiment
     experiment_id = mlflow_client.experiment_id(client, experiment)
     study.set_user_attr("chiml.experiment", experiment)

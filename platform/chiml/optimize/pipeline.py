@@ -24,6 +24,7 @@ from chiml.optimize.export import ExportResult, export
 from chiml.optimize.gate import Tolerance, compare
 from chiml.optimize.report import BASELINE_STATUS, OK, REJECTED, UNAVAILABLE, OptimizeReport, RuntimeRow
 from chiml.optimize.source import InputSpec
+from chiml.sites import OptimizeSite
 
 Step = Callable[[str], None]
 BASELINE_ENGINE = "chiml.optimize.baseline:OriginalModelEngine"
@@ -172,7 +173,7 @@ def _triton_repository(artifact: Path, repo: Path, name: str) -> Path | None:
     return repo
 
 
-def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: str | None = None,
+def optimize(platform: OptimizeSite, model_uri: str, target: str = "auto", *, objective: str | None = None,
              allow_deepsparse: bool | None = None, int8: bool = False, sample: str | Path | None = None,
              batches: tuple[int, ...] | None = None, threads: int | None = None, budget_s: float = 1.0,
              atol: float | None = None, rtol: float | None = None, min_top1: float | None = None,
@@ -195,7 +196,7 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
     if target not in cands.TARGETS:
         raise InvalidInputError(f"unknown target {target!r}: choose one of {', '.join(cands.TARGETS)}")
     say = step or (lambda _message: None)
-    tracking_uri = platform.tracking_uri
+    tracking_uri = mlflow_client.connect(platform).tracking_uri  # credentials exported for the downloads
     home = Path(platform.home)
     (home / "optimize").mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=home / "optimize"))

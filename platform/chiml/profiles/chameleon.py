@@ -1,28 +1,29 @@
 """The chameleon profile: lease + Terraform + k3s on Chameleon Cloud, then the Helm layer.
 
 The infrastructure work lives in :mod:`chiml.chameleon`; this class maps it onto the generic
-profile contract (`up`/`down`/`status`/`smoke_args`) and hands the ready cluster to the Helm
+profile contract (`plan`/`up`/`down`/`status`/`smoke_args`) and hands the ready cluster to the Helm
 layer (:func:`chiml.kube.installer.install_platform`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chiml.chameleon.auth import check_credentials
-from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependencies, console, format_plan
+from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependencies, plan_sections
 from chiml.chameleon.lease import LeaseInfo
 from chiml.cluster import ClusterDescription, NodeInfo
 from chiml.config import LoadedConfig
 from chiml.errors import ChimlError, NotSupportedError
-from chiml.kube.installer import install_platform
+from chiml.kube.installer import describe_plan, install_platform, plan_platform
 from chiml.paths import repo_root
-from chiml.profiles.base import Profile, ServiceStatus
-from chiml.profiles.kubernetes import KubernetesProfile
+from chiml.profiles.base import Confirm, Profile, ServiceStatus, SmokeRun, UpPlan
+from chiml.progress import Progress, silent
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from chiml.kube.endpoints import KServeEndpoints
+from chiml.profiles.kubernetes import KubernetesProfile
 
 
 class ChameleonProfile(Profile):
@@ -35,15 +36,19 @@ class ChameleonProfile(Profile):
         self.deployment = ChameleonDeployment(loaded, deps)
 
     # ------------------------------------------------------------------ lifecycle
-    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
-        if dry_run:
-            # Print only: no credentials, no network, no state written.
-            plan = self.deployment.plan()
-            print(format_plan(plan))
-            self._install_platform(self._planned_cluster(plan), dry_run=True, progress=progress)
-            return []
+    def plan(self) -> UpPlan:
+        # No credentials, no network, no state written.
+        plan = self.deployment.plan()
+        helm = plan_platform(self.loaded, self._planned_cluster(plan))
+        names = [p.name for p in helm.releases]
+        plan["steps"].append(f"helm: install {len(names)} releases on the k3s cluster, in order: {', '.join(names)}")
+        releases = describe_plan(helm)
+        releases.title = f"Then the Helm layer, on that cluster: {releases.title}"
+        return UpPlan(self.name, [*plan_sections(plan), releases])
+
+    def up(self, progress: Progress = silent) -> list[ServiceStatus]:
         cluster = self.deployment.up(progress=progress)
-        self._install_platform(cluster, dry_run=False, progress=progress)
+        install_platform(self.loaded, cluster, progress=progress)
         return self.status()
 
     def _planned_cluster(self, plan: dict[str, Any]) -> ClusterDescription:
@@ -57,13 +62,8 @@ class ChameleonProfile(Profile):
             ingress_base_url="http://floating-ip.nip.io",
         )
 
-    def _install_platform(self, cluster: ClusterDescription, dry_run: bool, progress: Progress | None) -> None:
-        if dry_run:
-            print("\nThen the Helm layer, on that cluster:")
-        install_platform(self.loaded, cluster, dry_run=dry_run, progress=progress)
-
-    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
-        self.deployment.down(yes=yes, progress=progress)
+    def down(self, yes: bool = False, progress: Progress = silent, confirm: Confirm | None = None) -> None:
+        self.deployment.down(yes=yes, progress=progress, confirm=confirm)
 
     def status(self) -> list[ServiceStatus]:
         st = self.state.get(STATE_KEY) or {}
@@ -98,8 +98,6 @@ class ChameleonProfile(Profile):
         status, end = found
         info = LeaseInfo(id=lease["id"], name=lease.get("name", ""), status=status, end=end)
         warning = info.expiry_warning()
-        if warning:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         detail = f"{status}, ends {end}" + (f" - {warning}" if warning else "")
         return ServiceStatus("lease", None, status == "ACTIVE", detail, extra={"id": lease["id"], "end": end})
 
@@ -132,7 +130,7 @@ class ChameleonProfile(Profile):
     def tensorboard_logdir(self) -> str:
         return self._kube().tensorboard_logdir()
 
-    def endpoints(self) -> Any:
+    def endpoints(self) -> KServeEndpoints:
         """KServe endpoints on the k3s cluster (the kubernetes profile's backend)."""
         return self._kube().endpoints()
 
@@ -140,7 +138,7 @@ class ChameleonProfile(Profile):
         """Generated platform credentials (`chiml status --show-secrets`)."""
         return self._kube().secrets() if self.state.get("kubernetes") else {}
 
-    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+    def smoke_args(self) -> SmokeRun:
         """The node checks (SSH backend of testinfra) against the hosts in state."""
         st = self.state.get(STATE_KEY) or {}
         outputs = st.get("outputs") or {}
@@ -155,4 +153,4 @@ class ChameleonProfile(Profile):
         ssh_config = self.deployment.ssh_config_path
         args = [str(root / "smoke_tests" / "nodes"), f"--hosts={hosts}", f"--ssh-config={ssh_config}"]
         env = {"CHIML_SMOKE_NODES": json.dumps(nodes)}
-        return args, env
+        return SmokeRun(args, env)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
+from chiml.config import LoadedConfig
 from chiml.errors import ChimlError, NotFoundError, NotSupportedError, UnreachableError
 from chiml.local import jupyterlab
 from chiml.local.layout import HomeLayout
@@ -15,17 +16,18 @@ from chiml.local.ports import port_is_free, port_owner
 from chiml.local.postgres import ManagedPostgres, libpq_url
 from chiml.local.services import LocalService, build_services, database_urls, write_optuna_dashboard_config
 from chiml.local.supervisor import Supervisor
-from chiml.profiles.base import Profile, ServiceStatus
+from chiml.profiles.base import Confirm, PlanSection, Profile, ServiceStatus, SmokeRun, UpPlan
+from chiml.progress import Progress, silent
 
-Progress = Callable[[str], None]
-
+if TYPE_CHECKING:
+    from chiml.serving.local import LocalEndpoints
 
 class LocalProfile(Profile):
     """Local processes under supervisord."""
 
     name = "local"
 
-    def __init__(self, loaded: Any) -> None:
+    def __init__(self, loaded: LoadedConfig) -> None:
         super().__init__(loaded)
         self.layout = HomeLayout(self.home)
         self.supervisor = Supervisor(self.home)
@@ -47,7 +49,7 @@ class LocalProfile(Profile):
                     hint=f"stop that process or set local.ports.{key} in chiml.yaml",
                 )
 
-    def _wait_healthy(self, services: list[LocalService], timeout: float, progress: Progress | None) -> None:
+    def _wait_healthy(self, services: list[LocalService], timeout: float, progress: Progress) -> None:
         deadline = time.monotonic() + timeout
         wall_start = int(time.time()) - 1
         pending = {service.name: service for service in services}
@@ -58,8 +60,7 @@ class LocalProfile(Profile):
                 last_detail[name] = detail
                 if ok:
                     del pending[name]
-                    if progress:
-                        progress(f"{service.title} is healthy")
+                    progress(f"{service.title} is healthy")
                     continue
                 info = self.supervisor.program_info(name)
                 if info and info.get("statename") == "FATAL":
@@ -86,28 +87,28 @@ class LocalProfile(Profile):
         return ChimlError(f"{service.title} failed its health check: {why}", hint=hint)
 
     # ----------------------------------------------------------------- up / down
-    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
-        services = self.services()
-        if dry_run:
-            if progress:
-                for service in services:
-                    progress(f"would run {service.title} on {service.url}: {' '.join(service.program.command)}")
-            return [ServiceStatus(s.name, s.url, False, "dry run") for s in services]
+    def plan(self) -> UpPlan:
+        rows = [[s.title, s.url, " ".join(s.program.command)] for s in self.services()]
+        section = PlanSection("services `chiml up` would run (supervised processes on 127.0.0.1)",
+                              columns=["service", "url", "command"], rows=rows)
+        return UpPlan(self.name, [section])
 
+    def up(self, progress: Progress = silent) -> list[ServiceStatus]:
+        services = self.services()
         started_supervisor = False
         self.state.load()  # a corrupt state file stops us before anything starts
         self.layout.create()
         if not self.supervisor.is_running():
             # A supervisord that was killed leaves its programs holding their ports.
             reaped = self.supervisor.reap_orphans()
-            if reaped and progress:
+            if reaped:
                 progress(f"stopped {reaped} process(es) left running by a supervisord that died")
         self._check_ports(services)
         try:
             local = self.config.local
             if local.database == "postgresql" and not local.postgresql.url:
                 pg = ManagedPostgres(self.loaded)
-                if not pg.initialized() and progress:
+                if not pg.initialized():
                     progress("initialising PostgreSQL cluster")
                 pg.init()
             write_optuna_dashboard_config(self.loaded)
@@ -125,8 +126,7 @@ class LocalProfile(Profile):
             for service in database:
                 self.supervisor.write_program(service.program)
             if not self.supervisor.is_running():
-                if progress:
-                    progress("starting supervisord")
+                progress("starting supervisord")
                 self.supervisor.start()
                 started_supervisor = True
             if database:
@@ -183,19 +183,14 @@ class LocalProfile(Profile):
 
         optuna.storages.RDBStorage(database_urls(self.loaded)[1]).engine.dispose()
 
-    def _wait_endpoints(self, progress: Progress | None) -> None:
+    def _wait_endpoints(self, progress: Progress) -> None:
         """Endpoints restored from state come up with supervisord; wait briefly for them."""
-        try:
-            backend = self.endpoints()
-        except (ChimlError, ImportError):
-            return
-        wait = getattr(backend, "wait_all_ready", None)
-        if wait is not None:
-            wait(progress=progress)
+        from chiml.serving.local import LocalEndpoints
 
-    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
-        if progress:
-            progress("stopping services")
+        LocalEndpoints(self).wait_all_ready(progress=progress)
+
+    def down(self, yes: bool = False, progress: Progress = silent, confirm: Confirm | None = None) -> None:
+        progress("stopping services")
         self.supervisor.shutdown()
         with self.state.edit() as doc:
             if "local" in doc:
@@ -225,19 +220,18 @@ class LocalProfile(Profile):
             )
         return result
 
-    def logs(self, service: str, lines: int = 100, follow: bool = False) -> None:
+    def logs(self, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
         path = self.supervisor.log_file(service)
         known = [s.name for s in self.services()] + ["supervisord"]
         if not path.exists():
             endpoints = sorted(p.stem for p in self.supervisor.logs.glob("*.log"))
             raise NotFoundError(f"no log for {service!r}", hint=f"known logs: {', '.join(endpoints or known)}")
         with path.open("r", errors="replace") as handle:
-            tail = handle.readlines()[-lines:]
-            print("".join(tail), end="")
+            yield from handle.readlines()[-lines:]
             while follow:
                 line = handle.readline()
                 if line:
-                    print(line, end="", flush=True)
+                    yield line
                 else:
                     time.sleep(0.5)
 
@@ -246,7 +240,7 @@ class LocalProfile(Profile):
         recorded = (self.state.get("local") or {}).get("services", {}).get(name)
         if recorded:
             return recorded["url"]
-        port = getattr(self.config.local.ports, name)
+        port = self.config.local.ports.model_dump()[name]
         return f"http://127.0.0.1:{port}"
 
     def tracking_uri(self) -> str:
@@ -260,12 +254,12 @@ class LocalProfile(Profile):
         self.layout.tensorboard_logdir.mkdir(parents=True, exist_ok=True)
         return str(self.layout.tensorboard_logdir)
 
-    def endpoints(self) -> Any:
+    def endpoints(self) -> LocalEndpoints:
         from chiml.serving.local import LocalEndpoints
 
         return LocalEndpoints(self)
 
-    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+    def smoke_args(self) -> SmokeRun:
         from chiml.paths import repo_root
 
         root = repo_root()
@@ -274,4 +268,4 @@ class LocalProfile(Profile):
         env = {"CHIML_HOME": str(self.home)}
         if self.loaded.path:
             env["CHIML_CONFIG"] = str(self.loaded.path)
-        return [str(root / "smoke_tests" / "local")], env
+        return SmokeRun([str(root / "smoke_tests" / "local")], env)
