@@ -114,10 +114,7 @@ def logs(
 ) -> None:
     """Print the end of an endpoint's server log (local profile)."""
     backend = _backend(ctx)
-    log_file = getattr(backend, "log_file", None)
-    if log_file is None:
-        raise ChimlError("endpoint logs are read with kubectl on this profile", hint="kubectl logs -l ...")
-    path = log_file(name, replica)
+    path = backend.log_file(name, replica)
     if not path.exists():
         raise ChimlError(f"no log yet for {name} replica {replica} ({path})")
     tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]

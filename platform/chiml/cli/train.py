@@ -106,7 +106,7 @@ def train(
         detach=detach,
         dry_run=dry_run,
     )
-    if dry_run:
+    if isinstance(result, list):  # --dry-run: the objects it would create
         _print_objects(result, json_out)
         return
     if detach:

@@ -52,9 +52,8 @@ def _schema_inputs(signature: Any) -> list[InputSpec]:
                 shape[0] = -1  # the batch axis is always dynamic
             specs.append(InputSpec(name, np.dtype(item.type).name, shape))
         return specs
-    columns = [item.name for item in schema.inputs]
-    if any(name is None for name in columns):
-        columns = None
+    names = [item.name for item in schema.inputs]
+    columns: list[str] | None = None if any(name is None for name in names) else names
     # column signatures are fed to the compiled model as one float32 matrix
     return [InputSpec("input", "float32", [-1, len(schema.inputs)], columns=columns)]
 

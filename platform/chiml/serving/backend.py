@@ -7,12 +7,15 @@ this interface, so ``chiml deploy`` / ``Platform.deploy`` behave the same everyw
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
+from chiml.progress import Progress, silent
 
 EndpointStatus = Literal["ready", "starting", "failed", "stopped", "unknown"]
 
@@ -86,3 +89,22 @@ class EndpointBackend(ABC):
     @abstractmethod
     def url(self, name: str) -> str:
         """Base URL clients send V1/V2 requests to (``<url>/v2/models/<name>/infer``)."""
+
+    def urls(self, name: str) -> builtins.list[str]:
+        """Every replica's base URL when clients spread requests themselves (one process each
+        locally); by default the one :meth:`url` (a cluster balances behind it)."""
+        return [self.url(name)]
+
+    def auth(self) -> tuple[str, str] | None:
+        """Basic-auth credentials clients send to reach the endpoints (none by default)."""
+        return None
+
+    def log_file(self, name: str, replica: int = 0) -> Path:
+        """The server log of one replica, where this backend keeps it on this machine."""
+        raise NotSupportedError(
+            "endpoint logs are read with kubectl on this profile",
+            hint=f"kubectl logs -l serving.kserve.io/inferenceservice={name}",
+        )
+
+    def wait_all_ready(self, progress: Progress = silent) -> None:  # noqa: B027 (an optional hook)
+        """After the platform starts: wait for the endpoints it restarted (nothing by default)."""

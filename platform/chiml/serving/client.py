@@ -27,6 +27,8 @@ import httpx
 import numpy as np
 
 from chiml.errors import ChimlError
+from chiml.serving.backend import EndpointBackend
+from chiml.sites import ServingSite
 
 _V2_NUMPY = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
@@ -67,10 +69,9 @@ def _error_text(response: httpx.Response) -> str:
 Auth = tuple[str, str] | None
 
 
-def endpoint_auth(backend: Any) -> Auth:
+def endpoint_auth(backend: EndpointBackend) -> Auth:
     """Basic-auth credentials the backend's endpoints need (KServe behind the ingress), if any."""
-    auth = getattr(backend, "auth", None)
-    return auth() if auth is not None else None
+    return backend.auth()
 
 
 def _send(method: str, url: str, name: str, timeout: float, json: Any = None, auth: Auth = None) -> dict[str, Any]:
@@ -175,15 +176,14 @@ def decode_outputs(response: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- the SDK call
-def endpoint_url(backend: Any, name: str) -> str:
+def endpoint_url(backend: EndpointBackend, name: str) -> str:
     """Replica URLs in turn when the backend lists several (local profile), else its URL."""
-    urls_of = getattr(backend, "urls", None)
-    urls = urls_of(name) if urls_of is not None else [backend.url(name)]
+    urls = backend.urls(name)
     counter = _round_robin.setdefault(name, itertools.count())
     return urls[next(counter) % len(urls)]
 
 
-def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = None) -> Any:
+def predict(platform: ServingSite, name: str, inputs: Any, *, timeout: float | None = None) -> Any:
     """Send ``inputs`` to endpoint ``name``; one array back, or a dict when there are several outputs."""
     response = _exchange(platform, name, lambda metadata: build_request(inputs, metadata), timeout)
     outputs = decode_outputs(response)
@@ -192,14 +192,14 @@ def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = No
     return outputs
 
 
-def infer(platform: Any, name: str, request: Any, *, timeout: float | None = None) -> dict[str, Any]:
+def infer(platform: ServingSite, name: str, request: Any, *, timeout: float | None = None) -> dict[str, Any]:
     """Send a JSON request (any format :func:`request_from_json` accepts) to endpoint ``name``;
     the V2 response body (what ``chiml predict`` shows)."""
     return _exchange(platform, name, lambda metadata: request_from_json(request, metadata), timeout)
 
 
 def _exchange(
-    platform: Any, name: str, body: Callable[[Mapping[str, Any]], dict[str, Any]], timeout: float | None
+    platform: ServingSite, name: str, body: Callable[[Mapping[str, Any]], dict[str, Any]], timeout: float | None
 ) -> dict[str, Any]:
     if timeout is None:
         timeout = platform.config.serving.request_timeout_s
