@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "platform" / "chiml"
 # Imported by every layer, importing nothing above them (not drawn in the picture).
-FOUNDATION = {"chiml", "errors", "progress", "plan", "config", "state", "cluster", "paths", "environ"}
+FOUNDATION = {"chiml", "errors", "progress", "plan", "sites", "config", "state", "cluster", "paths", "environ"}
 # Modules that are programs (``python -m ...``) or that draw: their output is their job.
 MAY_PRINT = {
     "chiml/cli",  # the only renderer
