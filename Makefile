@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Each capability adds its own targets in mk/<area>.mk, so parallel work never edits this file.
 -include mk/*.mk
 
-.PHONY: help install tools up down status smoke test test-fast test-slow lint bench lock clean
+.PHONY: help install tools up down status smoke test test-fast test-slow lint typecheck bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,7 +50,10 @@ lint: install tools ## ruff, terraform fmt, helm lint, checkov
 	$(BIN)/ruff check platform services tests smoke_tests examples benchmarks scripts
 	terraform fmt -check -recursive terraform
 
-test: install tools frameworks ## the whole test suite (unit, integration, local end-to-end, every framework example)
+typecheck: install ## mypy (strict, config in pyproject.toml) on the control plane
+	$(BIN)/mypy
+
+test: install tools frameworks typecheck ## the whole test suite (unit, integration, local end-to-end, every framework example)
 	$(BIN)/ruff check platform services tests smoke_tests examples benchmarks scripts
 	$(BIN)/python -m pytest -m "not slow" --timeout=900
 

@@ -1,4 +1,4 @@
-# Serving (issue 3, second half): endpoints, the MLflow pyfunc runtime, the V2 client.
+# Serving: endpoints, the MLflow pyfunc runtime, the V2 client.
 .PHONY: serving-test serving-lifecycle bench-endpoint
 
 serving-test: install ## serving unit tests (real kserve servers and supervisord; no MLflow server)

@@ -252,10 +252,11 @@ def _optimized_version(tracking_uri: str, chosen: str | None, passed: str = "") 
 
 def _resolving_backend(tracking_uri: str) -> KServeEndpoints:
     from chiml.kube.endpoints import OptimizedArtifact
+    from chiml.lifecycle import mlflow_client
     from chiml.optimize.artifacts import compiled_artifact
 
     return backend(ready_after=1, resolve_optimized=lambda uri, runtime: OptimizedArtifact(
-        *compiled_artifact(tracking_uri, uri, runtime)))
+        *compiled_artifact(mlflow_client.client(tracking_uri), uri, runtime)))
 
 
 @pytest.mark.parametrize(("chosen", "runtime", "folder"), [

@@ -200,7 +200,7 @@ def test_power_cut_then_up_keeps_everything(workdir: Path, figures: dict[str, An
 TRAINING = textwrap.dedent(
     """
     import time
-    from chiml.lifecycle import tracking as ct
+    from chiml import tracking as ct
 
     p = ct.params(steps=24)
     for step in range(p["steps"]):

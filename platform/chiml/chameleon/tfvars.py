@@ -21,9 +21,9 @@ def terraform_source_dir() -> Path:
     """The repository's terraform/ folder: the root module, with its modules (they ship with the checkout)."""
     root = repo_root()
     if root is None or not (root / "terraform" / "main.tf").is_file():
-        from chiml.errors import ChimlError
+        from chiml.errors import NotSupportedError
 
-        raise ChimlError("terraform/ not found: the chameleon profile runs from a chiml source checkout")
+        raise NotSupportedError("terraform/ not found: the chameleon profile runs from a chiml source checkout")
     return root / "terraform"
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
 from chiml.cli.endpoints import (
     MaxReplicasOption,
     MinReplicasOption,
@@ -60,9 +60,7 @@ def deploy(
     by one (local: behind its front; cluster: a patch of the InferenceService), with no failed
     request. Its replica count is kept unless --replicas or a --min/--max range is given.
     """
-    from chiml.sdk import Platform
-
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     result = platform.deploy(
         model_uri, name, runtime=runtime, replicas=replicas, workers=workers, min_replicas=min_replicas,
         max_replicas=max_replicas, scale_metric=scale_metric, scale_target=scale_target, dry_run=dry_run,

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
-from chiml.errors import ChimlError, NotSupportedError
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.errors import ChimlError
 
 endpoints_app = typer.Typer(help="List, describe, update, scale and delete model endpoints.", no_args_is_help=True)
 
@@ -49,10 +49,8 @@ def print_objects(objects: list[dict[str, Any]], json_out: bool) -> None:
     _print_objects(objects, json_out)
 
 
-def _backend(ctx: typer.Context, config: Any, profile: Any) -> Any:
-    from chiml.sdk import Platform
-
-    return Platform(load(ctx, config, profile)).endpoints
+def _backend(ctx: typer.Context) -> Any:
+    return connect(ctx).endpoints
 
 
 def _scaling_text(e: Any) -> str:
@@ -66,7 +64,7 @@ def list_endpoints(
     ctx: typer.Context, config: ConfigOption = None, profile: ProfileOption = None, json_out: JsonOption = False
 ) -> None:
     """Every endpoint with its model, runtime, replicas, status and URL."""
-    endpoints = _backend(ctx, config, profile).list()
+    endpoints = _backend(ctx).list()
     if json_out:
         print_json([endpoint.to_json() for endpoint in endpoints])
         return
@@ -95,7 +93,7 @@ def describe(
     """One endpoint: model, replicas behind its URL, autoscaling and its decisions, inputs and outputs."""
     from chiml.serving.client import endpoint_auth, model_metadata
 
-    backend = _backend(ctx, config, profile)
+    backend = _backend(ctx)
     endpoint = backend.get(name)
     data = endpoint.to_json()
     if endpoint.status == "ready" and endpoint.url:
@@ -138,7 +136,7 @@ def scale(
 ) -> None:
     """Set an endpoint's replicas (new ones answer before this returns; removed ones finish their
     requests first), or an autoscaling range with --min-replicas/--max-replicas."""
-    endpoint = _backend(ctx, config, profile).scale(
+    endpoint = _backend(ctx).scale(
         name, replicas, min_replicas=min_replicas, max_replicas=max_replicas, scale_metric=scale_metric,
         scale_target=scale_target, progress=progress_line,
     )  # fmt: skip
@@ -165,7 +163,7 @@ def update(
     json_out: JsonOption = False,
 ) -> None:
     """Serve another model on an existing endpoint: a rolling update, no failed request."""
-    endpoint = _backend(ctx, config, profile).update(name, model_uri, runtime=runtime, workers=workers,
+    endpoint = _backend(ctx).update(name, model_uri, runtime=runtime, workers=workers,
                                                      progress=progress_line)
     if json_out:
         print_json(endpoint.to_json())
@@ -182,7 +180,7 @@ def delete(
     profile: ProfileOption = None,
 ) -> None:
     """Stop endpoints and remove their processes, state and files."""
-    backend = _backend(ctx, config, profile)
+    backend = _backend(ctx)
     for name in names:
         with console.status(f"deleting {name}…"):
             backend.delete(name)
@@ -200,9 +198,7 @@ def logs(
     profile: ProfileOption = None,
 ) -> None:
     """Print the end of an endpoint's server log (local profile)."""
-    backend = _backend(ctx, config, profile)
-    if not hasattr(backend, "log_file"):
-        raise NotSupportedError("endpoint logs are read with kubectl on this profile", hint="kubectl logs -l ...")
+    backend = _backend(ctx)
     path = backend.front_log_file(name) if front else backend.log_file(name, replica)
     if not path.exists():
         raise ChimlError(f"no log yet for {name} ({path})")

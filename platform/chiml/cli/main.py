@@ -1,25 +1,48 @@
-"""Entry point: builds the Typer app from every module in :mod:`chiml.cli`.
-
-Command modules are discovered, not listed, so that each capability adds its own file
-without editing a shared one.
-"""
+"""Entry point: the Typer app, with the command modules in the order a user walks them."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import logging
 import sys
-from pathlib import Path
-from typing import Annotated
+from types import ModuleType
 
 import typer
+from rich.logging import RichHandler
 
 # Typer (0.25+) vendors click: its parser raises these, not the click package's.
 from typer._click import exceptions as click_errors
 
-import chiml.cli as cli_pkg
-from chiml.cli.common import err_console
+from chiml.cli import (
+    deploy,
+    endpoints,
+    frameworks,
+    images,
+    lease,
+    models,
+    optimize,
+    platform,
+    predict,
+    train,
+    tune,
+)
+from chiml.cli.common import ConfigOption, ProfileOption, err_console
 from chiml.errors import ChimlError
+
+# `--help` lists commands in this order: the platform first, then the lifecycle as a user walks
+# it, then the infrastructure and environment helpers. Each module has ``register(app)``.
+COMMANDS: tuple[ModuleType, ...] = (
+    platform,
+    train,
+    tune,
+    models,
+    optimize,
+    deploy,
+    predict,
+    endpoints,
+    lease,
+    images,
+    frameworks,
+)
 
 app = typer.Typer(
     name="chiml",
@@ -29,36 +52,14 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_NOT_COMMANDS = {"common", "main"}
-# `--help` lists commands in registration order: the platform first, then the lifecycle as a
-# user walks it. Modules not named here (a new capability) follow alphabetically.
-_HELP_ORDER = ["platform", "train", "tune", "models", "optimize", "deploy", "predict", "endpoints", "lease"]
-
 
 @app.callback()
-def _root(
-    ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="chiml.yaml to use")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="local | chameleon | kubernetes")] = None,
-) -> None:
-    ctx.obj = {"config": config, "profile": profile}
+def _root(config: ConfigOption = None, profile: ProfileOption = None) -> None:
+    """The options given before the command (``chiml -p local status``) reach it through the context."""
 
 
-def _register_commands() -> None:
-    def rank(module: pkgutil.ModuleInfo) -> tuple[int, str]:
-        order = _HELP_ORDER.index(module.name) if module.name in _HELP_ORDER else len(_HELP_ORDER)
-        return order, module.name
-
-    for module in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=rank):
-        if module.name in _NOT_COMMANDS or module.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"chiml.cli.{module.name}")
-        register = getattr(mod, "register", None)
-        if register is not None:
-            register(app)
-
-
-_register_commands()
+for _module in COMMANDS:
+    _module.register(app)
 
 
 def _error(message: str, hint: str | None) -> None:
@@ -75,6 +76,12 @@ def main() -> None:
     the hint, instead of a framed panel; ``--help``, a call without arguments and
     ``typer.Exit`` behave as in standalone mode. A :class:`ChimlError` is printed the same way.
     """
+    # Library code logs; the CLI shows its warnings on stderr, without source file names.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False, markup=False)],
+    )
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as err:

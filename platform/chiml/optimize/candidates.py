@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError
 from chiml.optimize import deepsparse_env
 from chiml.optimize.export import ExportResult
 from chiml_contract import runtimes
@@ -82,7 +82,7 @@ def plan(target: str, home: Path, *, allow_deepsparse: bool = False, int8: bool 
          step: Callable[[str], None] | None = None) -> list[Candidate]:
     """The candidates ``target`` asks for, each marked available or not (with the reason)."""
     if target not in TARGETS:
-        raise ChimlError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+        raise InvalidInputError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "auto":
         names = [name for name, (_, variant) in CANDIDATES.items() if variant is None or int8]
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 
 # Exact pins, resolved together on Python 3.11 (kserve for serving; numpy/onnx/protobuf are
 # the versions that satisfy both DeepSparse and kserve). Keep in step with
@@ -98,7 +98,7 @@ def ensure(home: Path, step: Callable[[str], None] | None = None) -> Path:
     """
     reason = unsupported_reason()
     if reason:
-        raise ChimlError(reason)
+        raise NotSupportedError(reason)
     say = step or (lambda _message: None)
     directory = env_dir(home)
     directory.parent.mkdir(parents=True, exist_ok=True)

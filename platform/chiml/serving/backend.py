@@ -10,12 +10,14 @@ name is a rolling update, and the replica count is either fixed or autoscaled be
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from chiml.errors import InvalidInputError
+from chiml.errors import InvalidInputError, NotSupportedError
 from chiml.progress import Progress, silent
 
 EndpointStatus = Literal["ready", "starting", "updating", "failed", "stopped", "unknown"]
@@ -195,3 +197,30 @@ class EndpointBackend(ABC):
     @abstractmethod
     def url(self, name: str) -> str:
         """Base URL clients send V1/V2 requests to (``<url>/v2/models/<name>/infer``)."""
+
+    def urls(self, name: str) -> builtins.list[str]:
+        """Every replica's own base URL, for addressing one replica (diagnostics, tests); by default
+        the one :meth:`url`. Clients send to :meth:`url`: the endpoint's front or ingress."""
+        return [self.url(name)]
+
+    def auth(self) -> tuple[str, str] | None:
+        """Basic-auth credentials clients send to reach the endpoints (none by default)."""
+        return None
+
+    def log_file(self, name: str, replica: int | None = None) -> Path:
+        """The server log of one replica (by id; the first replica's when None), where this
+        backend keeps it on this machine."""
+        raise NotSupportedError(
+            "endpoint logs are read with kubectl on this profile",
+            hint=f"kubectl logs -l serving.kserve.io/inferenceservice={name}",
+        )
+
+    def front_log_file(self, name: str) -> Path:
+        """The log of the endpoint's front (its one URL), where this backend runs one."""
+        raise NotSupportedError(
+            "this profile's endpoints have no front of chiml's: the ingress controller's logs hold their requests",
+            hint="kubectl logs -n kube-system -l app.kubernetes.io/name=traefik",
+        )
+
+    def wait_all_ready(self, progress: Progress = silent) -> None:  # noqa: B027 (an optional hook)
+        """After the platform starts: wait for the endpoints it restarted (nothing by default)."""
