@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from chiml.config import LoadedConfig, load_config
-from chiml.errors import InvalidInputError, NotSupportedError
+from chiml.errors import InvalidInputError
 from chiml.profiles import Profile, ServiceStatus, get_profile
 from chiml.profiles.base import SmokeRun, UpPlan
 from chiml.progress import Confirm, Progress, silent
@@ -139,15 +139,20 @@ class Platform:
         """The profile's endpoint backend (local processes or KServe InferenceServices)."""
         return self.profile.endpoints()
 
-    def deploy(self, model_uri: str, name: str, *, dry_run: bool = False, **options: Any) -> Endpoint | list[dict[str, Any]]:
+    @overload
+    def deploy(self, model_uri: str, name: str, *, dry_run: Literal[False] = False, **options: Any) -> Endpoint: ...
+
+    @overload
+    def deploy(self, model_uri: str, name: str, *, dry_run: Literal[True], **options: Any) -> list[dict[str, Any]]: ...
+
+    def deploy(
+        self, model_uri: str, name: str, *, dry_run: bool = False, **options: Any
+    ) -> Endpoint | list[dict[str, Any]]:
         """Serve a model under ``name`` (an existing endpoint is updated, rolling); ``dry_run``
         (cluster profiles): the Kubernetes objects it would create, nothing contacted."""
         if dry_run:
-            if self.profile.name == "local":
-                raise NotSupportedError(
-                    "--dry-run is for cluster profiles: on the local profile an endpoint is local processes"
-                )
-            return self.profile.endpoints(connect=False).deploy(model_uri, name, dry_run=True, **options)
+            options.pop("progress", None)
+            return self.profile.endpoints(connect=False).manifests(model_uri, name, **options)
         return self.endpoints.deploy(model_uri, name, **options)
 
     def predict(self, name: str, inputs: Any, **options: Any) -> Any:

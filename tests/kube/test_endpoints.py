@@ -303,7 +303,7 @@ def test_every_manifest_chiml_builds_is_valid_for_kserve():
         eps.build("s3://m/1", "memory", "openvino", None, None, min_replicas=2, max_replicas=3,
                   scale_metric="memory", scale_target=512),
         eps.build("s3://m/engine", "trt", "tensorrt", 1, 1),
-        *KServeEndpoints(None, "chiml").deploy("models:/digits@production", "dry", runtime="auto", dry_run=True),
+        *KServeEndpoints(None, "chiml").manifests("models:/digits@production", "dry", runtime="auto"),
     ]
     for body in bodies:
         validate(body)

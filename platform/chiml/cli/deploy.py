@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,15 +61,14 @@ def deploy(
     request. Its replica count is kept unless --replicas or a --min/--max range is given.
     """
     platform = connect(ctx)
-    result = platform.deploy(
-        model_uri, name, runtime=runtime, replicas=replicas, workers=workers, min_replicas=min_replicas,
-        max_replicas=max_replicas, scale_metric=scale_metric, scale_target=scale_target, dry_run=dry_run,
-        **({} if dry_run else {"progress": progress_line}),
-    )  # fmt: skip
+    options: dict[str, Any] = {
+        "runtime": runtime, "replicas": replicas, "workers": workers, "min_replicas": min_replicas,
+        "max_replicas": max_replicas, "scale_metric": scale_metric, "scale_target": scale_target,
+    }  # fmt: skip
     if dry_run:
-        print_objects(result, json_out)
+        print_objects(platform.deploy(model_uri, name, dry_run=True, **options), json_out)
         return
-    endpoint = result
+    endpoint = platform.deploy(model_uri, name, progress=progress_line, **options)
     if json_out:
         print_json(endpoint.to_json())
         return

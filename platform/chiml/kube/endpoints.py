@@ -96,7 +96,7 @@ def _cluster_scaling(scaling: Scaling) -> Scaling:
 
 
 class KServeEndpoints(EndpointBackend):
-    """Endpoint backend for a cluster (``api`` None: only ``build``/``deploy(dry_run=True)``)."""
+    """Endpoint backend for a cluster (``api`` None: only ``build``/``manifests``)."""
 
     def __init__(
         self,
@@ -180,6 +180,25 @@ class KServeEndpoints(EndpointBackend):
     def _url_for(self, name: str) -> str:
         # KServe's default domain template: <name>-<namespace>.<ingress domain>
         return f"{self.ingress_scheme}://{name}-{self.namespace}.{self.ingress_domain}"
+
+    def manifests(
+        self,
+        model_uri: str,
+        name: str,
+        runtime: str | None = None,
+        replicas: int | None = None,
+        workers: int | None = None,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        scale_metric: str | None = None,
+        scale_target: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The objects :meth:`deploy` would send (the InferenceService), nothing contacted: what
+        only the cluster's MLflow knows is shown as a placeholder."""
+        return [self.build(model_uri, name, runtime, replicas, workers, min_replicas=min_replicas,
+                           max_replicas=max_replicas, scale_metric=scale_metric, scale_target=scale_target,
+                           dry_run=True)]
 
     def build(
         self,
@@ -285,7 +304,7 @@ class KServeEndpoints(EndpointBackend):
         )
 
     # ----------------------------------------------------------------- the backend interface
-    def deploy(  # type: ignore[override]
+    def deploy(
         self,
         model_uri: str,
         name: str,
@@ -298,13 +317,12 @@ class KServeEndpoints(EndpointBackend):
         scale_metric: str | None = None,
         scale_target: int | None = None,
         progress: Progress = silent,
-        dry_run: bool = False,
         wait: bool = True,
         timeout_s: float = 600.0,
         poll_s: float = 2.0,
-    ) -> Any:
+    ) -> Endpoint:
         """Create the endpoint, or update it in place (a patch: KServe rolls the pods); with
-        ``wait``, return once it is Ready. ``dry_run``: the objects it would send, nothing sent.
+        ``wait``, return once it is Ready.
 
         A newly created endpoint that does not become Ready in time is deleted again, so a
         failed deploy leaves nothing behind; an updated one is left as KServe keeps it (its
@@ -312,10 +330,7 @@ class KServeEndpoints(EndpointBackend):
         """
         scaling_asked = any(v is not None for v in (replicas, min_replicas, max_replicas, scale_metric, scale_target))
         body = self.build(model_uri, name, runtime, replicas, workers, min_replicas=min_replicas,
-                          max_replicas=max_replicas, scale_metric=scale_metric, scale_target=scale_target,
-                          dry_run=dry_run)
-        if dry_run:
-            return [body]
+                          max_replicas=max_replicas, scale_metric=scale_metric, scale_target=scale_target)
         existing = self.api.get_isvc(self.namespace, name)
         if existing is None:
             progress(f"creating InferenceService {self.namespace}/{name}")

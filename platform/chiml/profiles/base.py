@@ -105,8 +105,9 @@ class Profile(ABC):
     def tensorboard_logdir(self) -> str:
         """Log root every run writes TensorBoard events under."""
 
-    def endpoints(self) -> EndpointBackend:
-        """The endpoint backend: deploy/list/scale/delete model endpoints."""
+    def endpoints(self, connect: bool = True) -> EndpointBackend:
+        """The endpoint backend: deploy/list/scale/delete model endpoints. ``connect=False``: one
+        that only builds what it would send (``manifests``), for a dry run without a cluster."""
         raise NotSupportedError(f"endpoints are not available on the {self.name} profile")
 
 

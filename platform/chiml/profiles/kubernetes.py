@@ -176,7 +176,7 @@ class KubernetesProfile(Profile):
         from chiml.kube.endpoints import KServeEndpoints, OptimizedArtifact
 
         serving = self.config.serving
-        defaults = {"default_runtime": serving.runtime, "default_replicas": serving.replicas,
+        defaults: dict[str, Any] = {"default_runtime": serving.runtime, "default_replicas": serving.replicas,
                     "default_workers": serving.workers}
         if not connect:
             recorded = self._recorded()

@@ -271,7 +271,7 @@ class LocalProfile(Profile):
             return {}
         return {"postgresql_username": SUPERUSER, "postgresql_password": postgres.password()}
 
-    def endpoints(self) -> LocalEndpoints:
+    def endpoints(self, connect: bool = True) -> LocalEndpoints:
         from chiml.serving.local import LocalEndpoints
 
         return LocalEndpoints(self)

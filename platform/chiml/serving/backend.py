@@ -215,6 +215,22 @@ class EndpointBackend(ABC):
             hint=f"kubectl logs -l serving.kserve.io/inferenceservice={name}",
         )
 
+    def manifests(
+        self,
+        model_uri: str,
+        name: str,
+        runtime: str | None = None,
+        replicas: int | None = None,
+        workers: int | None = None,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        scale_metric: str | None = None,
+        scale_target: int | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """What :meth:`deploy` would send to a cluster, built without contacting it (``--dry-run``)."""
+        raise NotSupportedError("--dry-run is for cluster profiles: on this profile an endpoint is local processes")
+
     def front_log_file(self, name: str) -> Path:
         """The log of the endpoint's front (its one URL), where this backend runs one."""
         raise NotSupportedError(
