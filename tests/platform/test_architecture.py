@@ -25,13 +25,13 @@ MAY_PRINT = {
 
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
-    return grimp.build_graph("chiml", "chiml_serving", exclude_type_checking_imports=True)
+    return grimp.build_graph("chiml", "chiml_serving", "chiml_contract", exclude_type_checking_imports=True)
 
 
 def _unit(module: str) -> str:
     parts = module.split(".")
-    if parts[0] == "chiml_serving":
-        return "chiml_serving"
+    if parts[0] in ("chiml_serving", "chiml_contract"):
+        return parts[0]
     return parts[1] if len(parts) > 1 else "chiml"
 
 
@@ -64,8 +64,15 @@ def test_the_foundation_imports_nothing_above_it(graph: grimp.ImportGraph) -> No
 
 
 def test_the_data_plane_never_imports_the_control_plane(graph: grimp.ImportGraph) -> None:
-    assert not any(_unit(m) == "chiml_serving" and _unit(i) != "chiml_serving"
+    assert not any(_unit(m) == "chiml_serving" and _unit(i) not in ("chiml_serving", "chiml_contract")
                    for m in graph.modules for i in graph.find_modules_directly_imported_by(m))
+
+
+def test_the_contract_imports_neither_plane(graph: grimp.ImportGraph) -> None:
+    """Both planes depend on the contract package, and it on nothing of theirs."""
+    imported = {_unit(i) for m in graph.modules if _unit(m) == "chiml_contract"
+                for i in graph.find_modules_directly_imported_by(m)}
+    assert imported <= {"chiml_contract"}, imported
 
 
 def test_only_the_cli_renders() -> None:
