@@ -122,6 +122,32 @@ def test_a_failed_update_rolls_back_and_keeps_serving(backend: LocalEndpoints, d
     assert _predict(after.url, "steady", digits) == digits.model.predict(digits.X[:50]).tolist()
 
 
+def test_an_update_keeps_the_endpoints_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               digits: Digits) -> None:
+    """Without --runtime an update serves the new model with the endpoint's runtime, not the
+    config's (here `auto`, which would look for an optimized build of a registered version)."""
+    import mlflow.artifacts
+
+    (tmp_path / "platform").mkdir()
+    backend = _backend(tmp_path / "platform", monkeypatch, serving={"runtime": "auto"})
+    shifted = save_digits_model(tmp_path, shift=1)
+
+    def download_artifacts(artifact_uri: str, dst_path: str, **_: object) -> str:
+        """MLflow's side of runs:/RUN/model: the run's model folder, put under dst_path by its name."""
+        assert artifact_uri == "runs:/r1/model"
+        return shutil.copytree(shifted.model_dir, Path(dst_path) / "model")
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download_artifacts)
+    try:
+        endpoint = backend.deploy(str(digits.model_dir), "kept")  # an MLflow model folder: mlflow
+        assert endpoint.runtime == "mlflow"
+        updated = backend.update("kept", "runs:/r1/model")
+        assert updated.runtime == "mlflow" and updated.model_uri == "runs:/r1/model"
+        assert _predict(updated.url, "kept", digits) == shifted.model.predict(digits.X[:50]).tolist()
+    finally:
+        backend.supervisor.shutdown()
+
+
 def test_autoscaler_follows_the_requests_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    digits: Digits) -> None:
     backend = _backend(tmp_path, monkeypatch, {"autoscale_interval_s": 1.0, "scale_down_delay_s": 3.0})
