@@ -66,6 +66,7 @@ def test_front_configuration_is_one_haproxy_accepts(tmp_path: Path) -> None:
     text = path.read_text()
     assert "bind 127.0.0.1:9100" in text and text.index("server r1 ") < text.index("server r3 ")
     assert "0.0.0.0" not in text and "retry-on conn-failure empty-response 503" in text
+    assert f"tune.bufsize {front.BUFSIZE}" in text and front.BUFSIZE >= 64 * 1024  # batch requests are replayable
     path.write_text(text.replace("balance leastconn", "balance no-such-algorithm"))
     with pytest.raises(ChimlError, match="HAProxy refused the front configuration"):
         front.check_config(front.find_haproxy(), path)
