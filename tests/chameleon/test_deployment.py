@@ -500,3 +500,12 @@ def _with_fast_clock(deployment: ChameleonDeployment) -> None:
         deployment.up(progress=lambda m: None)
     finally:
         module.wait_for_nodes = original
+
+
+def test_a_server_that_stops_answering_ssh_before_the_kubeconfig_is_unreachable(tmp_path: Path) -> None:
+    from chiml.chameleon.k3s import fetch_kubeconfig
+    from tests.chameleon.fakes import FakeNodes
+
+    with pytest.raises(UnreachableError, match="cannot reach the k3s server over SSH .*Connection refused"):
+        fetch_kubeconfig(FakeNodes(unreachable_polls=1), "192.5.87.10", "chiml", tmp_path / "kubeconfig")
+    assert not (tmp_path / "kubeconfig").exists()

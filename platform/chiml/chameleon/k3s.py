@@ -159,8 +159,8 @@ def fetch_kubeconfig(connector: Connector, floating_ip: str, context: str, dest:
     """Copy the server's kubeconfig to ``dest`` (0600), pointing at the floating IP."""
     try:
         shell = connector.connect(None)
-    except Exception as err:  # paramiko's and the socket's errors: the server stopped answering
-        raise UnreachableError(f"cannot reach the k3s server over SSH to fetch its kubeconfig: {err}") from None
+    except Exception as error:  # paramiko's and the socket's errors: the server stopped answering
+        raise UnreachableError(f"cannot reach the k3s server over SSH to fetch its kubeconfig: {error}") from None
     try:
         code, out, err = shell.run("sudo cat /etc/rancher/k3s/k3s.yaml", timeout=30)
     finally:
