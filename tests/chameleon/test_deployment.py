@@ -506,6 +506,6 @@ def test_a_server_that_stops_answering_ssh_before_the_kubeconfig_is_unreachable(
     from chiml.chameleon.k3s import fetch_kubeconfig
     from tests.chameleon.fakes import FakeNodes
 
-    with pytest.raises(UnreachableError, match="cannot reach the k3s server over SSH .*Connection refused"):
+    with pytest.raises(UnreachableError, match=r"cannot reach the k3s server over SSH .*Connection refused"):
         fetch_kubeconfig(FakeNodes(unreachable_polls=1), "192.5.87.10", "chiml", tmp_path / "kubeconfig")
     assert not (tmp_path / "kubeconfig").exists()
