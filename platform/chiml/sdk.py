@@ -103,6 +103,11 @@ class Platform:
     def tensorboard_logdir(self) -> str:
         return self.profile.tensorboard_logdir()
 
+    def import_images(self, refs: list[str], *, engine: str | None = None, progress: Progress = silent) -> None:
+        """Copy locally built images (``chiml images build``) into every node of the deployment
+        (Chameleon: over SSH into k3s's containerd); other profiles pull from a registry."""
+        self.profile.import_images(refs, engine=engine, progress=progress)
+
     @property
     def lease(self) -> DeploymentLease:
         """The Chameleon lease of this CHIML_HOME's deployment (show, extend, delete)."""

@@ -17,7 +17,7 @@ import yaml
 from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependencies
 from chiml.chameleon.lease import LeaseClient, unique_name
 from chiml.config import load_config
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, UnreachableError
 from chiml.profiles import get_profile
 from chiml.state import StateStore
 from tests.chameleon.conftest import FakeTerraform
@@ -185,10 +185,19 @@ def test_rollback_that_cannot_destroy_says_exactly_what_is_left(env) -> None:
 def test_k3s_never_ready_is_rolled_back(env) -> None:
     env.nodes.never_ready = True
     deployment = env.deployment(k3s_timeout_s=60)
-    with pytest.raises(ChimlError, match="k3s was not ready within 60 s"):
+    with pytest.raises(ChimlError, match="k3s was not ready within 60 s") as info:
         _with_fast_clock(deployment)
+    assert not isinstance(info.value, UnreachableError)  # SSH answered: k3s itself is what failed
     env.assert_nothing_left(deployment)
     assert env.nodes.open_shells == 0
+
+
+def test_nodes_that_never_answer_ssh_are_unreachable_and_rolled_back(env) -> None:
+    env.nodes.unreachable_polls = 10**6
+    deployment = env.deployment(k3s_timeout_s=60)
+    with pytest.raises(UnreachableError, match="k3s was not ready within 60 s: server not reachable over SSH yet"):
+        _with_fast_clock(deployment)
+    env.assert_nothing_left(deployment)
 
 
 def test_cloud_init_failure_on_an_agent_is_reported_and_rolled_back(env) -> None:
@@ -491,3 +500,12 @@ def _with_fast_clock(deployment: ChameleonDeployment) -> None:
         deployment.up(progress=lambda m: None)
     finally:
         module.wait_for_nodes = original
+
+
+def test_a_server_that_stops_answering_ssh_before_the_kubeconfig_is_unreachable(tmp_path: Path) -> None:
+    from chiml.chameleon.k3s import fetch_kubeconfig
+    from tests.chameleon.fakes import FakeNodes
+
+    with pytest.raises(UnreachableError, match=r"cannot reach the k3s server over SSH .*Connection refused"):
+        fetch_kubeconfig(FakeNodes(unreachable_polls=1), "192.5.87.10", "chiml", tmp_path / "kubeconfig")
+    assert not (tmp_path / "kubeconfig").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from chiml.chameleon.lease import LeaseClient, LeaseInfo, LeaseRequest
 from chiml.config import parse_config
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, UnreachableError
 from tests.chameleon.fakes import BLAZAR_DATE, FakeChameleon
 
 
@@ -118,8 +118,32 @@ def test_kvm_flavor_reservations_map_to_reserved_flavors(fake_chameleon: FakeCha
 def test_extend_outside_the_window_is_refused_with_blazars_words(fake_chameleon: FakeChameleon) -> None:
     client = LeaseClient(poll_interval_s=0)
     lease_id = client.create(_request(lease_hours=72))
-    with pytest.raises(ChimlError, match="within 48 hours"):
+    with pytest.raises(InvalidInputError, match="within 48 hours"):  # Blazar's 400
         client.extend(lease_id, 24)
+
+
+def test_keystone_or_blazar_not_answering_is_unreachable(
+    fake_chameleon: FakeChameleon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keystoneauth1.exceptions import ConnectFailure
+
+    from tests.chameleon.fakes import _blazar_error
+
+    def no_keystone() -> str:  # what keystoneauth raises when the site's Keystone refuses connections
+        raise ConnectFailure("Unable to establish connection to https://chi.uc.chameleoncloud.org:5000/v3/auth/tokens")
+
+    monkeypatch.setattr(fake_chameleon.session, "get_user_id", no_keystone)
+    client = LeaseClient(poll_interval_s=0)
+    with pytest.raises(UnreachableError, match="cannot authenticate to Keystone: Unable to establish connection"):
+        client.whoami()
+    lease_id = client.create(_request())
+
+    def unavailable(_lease_id: str) -> dict:  # Blazar behind its gateway while it restarts
+        raise _blazar_error("503 Service Unavailable", 503)
+
+    monkeypatch.setattr(fake_chameleon.leases, "get", unavailable)
+    with pytest.raises(UnreachableError, match="Blazar failed reading the lease: 503 Service Unavailable"):
+        client.status(lease_id)
 
 
 def test_extend_within_the_window(fake_chameleon: FakeChameleon) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chiml.chameleon.terraform import Terraform
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not on PATH (`make tools`)")
 
@@ -97,5 +97,5 @@ def test_flag_errors_are_reported_without_ansi_noise(workdir: Path) -> None:
 
 
 def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ChimlError, match="cannot run terraform"):
+    with pytest.raises(NotSupportedError, match="cannot run terraform"):
         Terraform(tmp_path, binary=str(tmp_path / "no-terraform")).version()

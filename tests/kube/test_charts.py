@@ -152,6 +152,25 @@ def test_runtimes_cover_every_endpoint_runtime(helm: str, tmp_path: Path):
     assert sa["metadata"]["name"] == "chiml-models" and sa["secrets"] == [{"name": "chiml-s3"}]
 
 
+def test_the_runtimes_schema_names_every_runtime_of_the_contract():
+    """values.schema.json cannot import Python: its enum of runtimes (those chiml_serving serves)
+    plus the one the chart serves with Triton must be the contract's runtimes, no more, no less."""
+    import re
+
+    from chiml_contract.runtimes import RUNTIMES
+
+    chart = HELM_DIR / "charts" / "chiml-runtimes"
+    schema = json.loads((chart / "values.schema.json").read_text(encoding="utf-8"))
+    enum = schema["properties"]["runtimes"]["propertyNames"]["enum"]
+    template = (chart / "templates" / "clusterservingruntimes.yaml").read_text(encoding="utf-8")
+    triton_block = template[template.index(".Values.triton.enabled"):]
+    triton = re.findall(r"^  name: chiml-([\w-]+)$", triton_block, re.M)
+    assert len(enum) == len(set(enum)) and triton, (enum, triton)
+    assert sorted([*enum, *triton]) == sorted(RUNTIMES)
+    defaults = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8"))
+    assert set(defaults["runtimes"]) == set(enum)
+
+
 def checkov_executable() -> Path:
     """checkov from its own venv, created here if missing: the test must not depend on `make lint`
     (or any other test) having run first. The script is idempotent and prints the executable."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chiml.errors import ChimlError, InvalidInputError, NotFoundError, NotSupportedError
+from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError, NotFoundError, NotSupportedError
 from chiml.kube.endpoints import KServeEndpoints
 from chiml.kube.kubeapi import KubeApi
 from chiml.kube.secrets import ensure_platform_secrets
@@ -67,14 +67,15 @@ def test_defaults_mlflow_uris_and_tensorrt():
         eps.build("models:/digits/1", "m2", None, None, None)
     resolving = backend(resolve_uri=lambda uri: "mlflow-artifacts:/5/r1/artifacts/model")
     assert resolving.storage_uri("models:/digits/1") == f"{root}/5/r1/artifacts/model"
-    with pytest.raises(ChimlError, match="cannot be served from a cluster"):
+    with pytest.raises(InvalidInputError, match="cannot be served from a cluster"):
         eps.build("/home/me/model", "m3", None, None, None)
-    with pytest.raises(ChimlError, match="invalid endpoint name"):
+    with pytest.raises(InvalidInputError, match="invalid endpoint name"):
         eps.build("s3://b/m", "Bad_Name", None, None, None)
-    with pytest.raises(ChimlError, match="invalid endpoint name"):
+    with pytest.raises(InvalidInputError, match="invalid endpoint name"):
         eps.build("s3://b/m", "x" * 41, None, None, None)  # the local backend's 40-character rule
-    with pytest.raises(ChimlError, match="unknown runtime"):
+    with pytest.raises(InvalidInputError, match="unknown runtime 'tensorflow'") as caught:
         eps.build("s3://b/m", "ok", "tensorflow", None, None)
+    assert "onnxruntime-int8" in (caught.value.hint or "")  # the optimizer's variants are choices too
 
 
 def test_scale_redeploy_delete():
@@ -90,10 +91,29 @@ def test_scale_redeploy_delete():
     assert again.replicas == 3
     eps.delete("a")
     assert eps.list() == []
-    with pytest.raises(ChimlError, match="no endpoint named 'a'"):
+    with pytest.raises(NotFoundError, match="no endpoint named 'a'"):
         eps.delete("a")
-    with pytest.raises(ChimlError, match="no endpoint named"):
+    with pytest.raises(NotFoundError, match="no endpoint named"):
         eps.scale("a", 1)
+    with pytest.raises(NotFoundError, match="no endpoint named"):
+        eps.update("a", "s3://chiml-models/c")
+
+
+def test_an_update_keeps_the_runtime_the_endpoint_was_asked_for():
+    """`endpoints update` (and a deploy onto the name) without --runtime serves the new model with
+    the endpoint's runtime, not the config default."""
+    eps = backend(ready_after=1, default_runtime="mlflow")
+    eps.deploy("s3://chiml-models/a", "kept", runtime="openvino", poll_s=0.01)
+    updated = eps.update("kept", "s3://chiml-models/b")
+    assert updated.runtime == "openvino" and updated.model_uri == "s3://chiml-models/b"
+    model = eps.api.get_isvc("chiml", "kept")["spec"]["predictor"]["model"]
+    assert model["runtime"] == "chiml-openvino" and model["storageUri"] == "s3://chiml-models/b"
+    again = eps.deploy("s3://chiml-models/c", "kept", poll_s=0.01)
+    assert again.runtime == "openvino"
+    told = eps.deploy("s3://chiml-models/d", "kept", runtime="onnxruntime", poll_s=0.01)
+    assert told.runtime == "onnxruntime"
+    assert eps.update("kept", "s3://chiml-models/e").runtime == "onnxruntime"
+    assert eps.deploy("s3://chiml-models/f", "fresh", poll_s=0.01).runtime == "mlflow"  # a new one: the default
 
 
 def test_backend_implements_the_serving_interface():
@@ -119,7 +139,7 @@ def test_foreign_inference_service_is_not_touched():
     eps = backend()
     eps.api.create_isvc("chiml", {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
                                   "metadata": {"name": "theirs"}, "spec": {"predictor": {}}})
-    with pytest.raises(ChimlError, match="not created by chiml"):
+    with pytest.raises(AlreadyExistsError, match="not created by chiml"):
         eps.deploy("s3://b/m", "theirs", poll_s=0.01)
     assert eps.list() == []  # list shows chiml's endpoints only
 
@@ -221,11 +241,11 @@ def test_the_fake_api_server_refuses_what_kserves_webhook_refuses():
     eps = backend(ready_after=1)
     body = eps.build("s3://m/1", "webhook", "onnxruntime", None, None, min_replicas=1, max_replicas=2)
     body["spec"]["predictor"]["scaleMetric"] = "concurrency"
-    with pytest.raises(ChimlError, match=r"the cluster refused to create .*not a supported metric"):
+    with pytest.raises(InvalidInputError, match=r"the cluster refused to create .*not a supported metric"):
         eps._send("create InferenceService webhook", eps.api.create_isvc, "chiml", body)
     body["spec"]["predictor"]["scaleMetric"] = "cpu"
     body["spec"]["predictor"]["modelFormat"] = {"name": "onnx"}  # a field the predictor does not have
-    with pytest.raises(ChimlError, match="unknown field 'modelFormat'"):
+    with pytest.raises(InvalidInputError, match="unknown field 'modelFormat'"):
         eps._send("create InferenceService webhook", eps.api.create_isvc, "chiml", body)
 
 

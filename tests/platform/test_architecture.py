@@ -19,7 +19,6 @@ MAY_PRINT = {
     "chiml/cli",  # the only renderer
     "chiml/lifecycle/runner.py", "chiml/lifecycle/worker.py", "chiml/local/exec_program.py",  # child processes
     "chiml/frameworks/__init__.py",  # the probe it runs in a child interpreter prints its answer
-    "chiml/serving/local.py",  # its deploy spinner is still to move to the CLI (serving's owner)
 }  # fmt: skip
 
 

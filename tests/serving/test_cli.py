@@ -64,6 +64,9 @@ def test_list_on_a_new_platform(project: Path) -> None:
         (["deploy", "models:/digits/1", "--name", "digits", "--dry-run"], "--dry-run is for cluster profiles"),
         (["deploy", "models:/digits@production", "--name", "Digits"], "invalid endpoint name 'Digits'"),
         (["deploy", "models:/digits@production", "--name", "digits"], "the local platform is not running"),
+        # checked before anything else: a folder that is no model is never copied
+        (["deploy", ".", "--name", "here"], ". is not a model folder: it holds neither MLmodel"),
+        (["deploy", "models:/digits/1", "--name", "digits", "--runtime", "onnx"], "unknown runtime 'onnx'"),
     ],
 )
 def test_errors_are_one_line(project: Path, args: list[str], message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chiml.errors import ChimlError
+from chiml.errors import InvalidInputError, NotFoundError, UnreachableError
 from chiml.serving.client import build_request, decode_outputs, infer_json, model_metadata, request_from_json
 from tests.serving.conftest import Digits, ServerProcess
 
@@ -28,7 +28,7 @@ def test_unsafe_cast_is_left_to_the_server() -> None:
 
 
 def test_single_array_for_a_multi_input_model_is_an_error() -> None:
-    with pytest.raises(ChimlError, match=r"takes several inputs \(a, b\)"):
+    with pytest.raises(InvalidInputError, match=r"takes several inputs \(a, b\)"):
         build_request(np.zeros(3), MULTI)
 
 
@@ -55,9 +55,9 @@ def test_v2_body_is_sent_as_is() -> None:
 
 
 def test_ragged_and_unknown_documents() -> None:
-    with pytest.raises(ChimlError, match="not a rectangular array"):
+    with pytest.raises(InvalidInputError, match="not a rectangular array"):
         request_from_json({"inputs": [[1, 2], [3]]}, META)
-    with pytest.raises(ChimlError, match="must be a V2 body"):
+    with pytest.raises(InvalidInputError, match="must be a V2 body"):
         request_from_json({"rows": []}, META)
 
 
@@ -73,12 +73,45 @@ def test_against_a_real_endpoint(digits_server: ServerProcess, digits: Digits) -
     x = digits.X[100:140]
     response = infer_json(digits_server.url, "digits", build_request(x, meta))
     np.testing.assert_array_equal(decode_outputs(response)["output-0"], digits.model.predict(x))
-    with pytest.raises(ChimlError, match=r"rejected the request \(HTTP 400\): input 'input-0': shape \[40, 3\]"):
+    with pytest.raises(InvalidInputError, match=r"rejected the request \(HTTP 400\): input 'input-0': shape \[40, 3\]"):
         infer_json(digits_server.url, "digits", build_request(x[:, :3], meta))
+    with pytest.raises(NotFoundError, match=r"HTTP 404"):
+        model_metadata(digits_server.url, "no-such-model", refresh=True)
 
 
 def test_unreachable_endpoint_is_one_line() -> None:
     from tests.conftest import free_port
 
-    with pytest.raises(ChimlError, match="endpoint digits is not answering"):
+    with pytest.raises(UnreachableError, match="endpoint digits is not answering"):
         model_metadata(f"http://127.0.0.1:{free_port()}", "digits", refresh=True)
+
+
+def test_a_front_without_a_live_replica_is_unreachable(tmp_path) -> None:
+    """HAProxy answers 503 when no replica is up: the endpoint is unreachable, not the request bad."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from chiml.serving import front
+    from tests.conftest import free_port
+
+    port, dead = free_port(), free_port()
+    config = tmp_path / "front.cfg"
+    config.write_text(front.render_config(port, [front.ReplicaAddress(0, dead)], tmp_path / "front.sock", 5))
+    proc = subprocess.Popen([front.find_haproxy(), "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the front did not start"
+                time.sleep(0.1)
+        with pytest.raises(UnreachableError, match=r"no replica answering \(HTTP 503\)"):
+            model_metadata(f"http://127.0.0.1:{port}", "digits", refresh=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -91,6 +91,9 @@ def test_endpoint_lifecycle(local_platform, tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     (row,) = [e for e in json.loads(listed.stdout) if e["name"] == NAME]
     assert row["status"] == "ready" and row["detail"].startswith(f"{NAME} version ")
+    plain = _chiml(platform, "endpoints", "list").stdout.splitlines()  # piped: one row a line, no box
+    assert plain[1].split() == ["name", "status", "model", "runtime", "replicas", "workers", "url"]
+    assert plain[2].split() == [NAME, "ready", f"models:/{NAME}@production", "mlflow", "1", "1", endpoint.url]
 
     # scale to 2: two processes on two ports behind the same URL, both answering the same predictions
     scaled = platform.endpoints.scale(NAME, 2)
@@ -128,8 +131,9 @@ def test_endpoint_lifecycle(local_platform, tmp_path: Path) -> None:
     assert len(_endpoint_processes(platform.home)) == 1
 
     # delete: no process, program, log, state or files left
-    deleted = _chiml(platform, "endpoints", "delete", NAME)
+    deleted = _chiml(platform, "endpoints", "delete", NAME, "--json")
     assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout) == {"deleted": [NAME]}
     assert not _endpoint_processes(platform.home)
     assert NAME not in (platform.profile.state.get(STATE_KEY) or {})
     assert not (platform.home / "endpoints" / NAME).exists()

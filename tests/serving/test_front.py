@@ -66,6 +66,7 @@ def test_front_configuration_is_one_haproxy_accepts(tmp_path: Path) -> None:
     text = path.read_text()
     assert "bind 127.0.0.1:9100" in text and text.index("server r1 ") < text.index("server r3 ")
     assert "0.0.0.0" not in text and "retry-on conn-failure empty-response 503" in text
+    assert f"tune.bufsize {front.BUFSIZE}" in text and front.BUFSIZE >= 64 * 1024  # batch requests are replayable
     path.write_text(text.replace("balance leastconn", "balance no-such-algorithm"))
     with pytest.raises(ChimlError, match="HAProxy refused the front configuration"):
         front.check_config(front.find_haproxy(), path)
@@ -120,6 +121,32 @@ def test_a_failed_update_rolls_back_and_keeps_serving(backend: LocalEndpoints, d
     assert [r["id"] for r in after.replica_info] == [r["id"] for r in before.replica_info]
     assert not (backend.root / "steady" / "rev-2").exists()
     assert _predict(after.url, "steady", digits) == digits.model.predict(digits.X[:50]).tolist()
+
+
+def test_an_update_keeps_the_endpoints_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               digits: Digits) -> None:
+    """Without --runtime an update serves the new model with the endpoint's runtime, not the
+    config's (here `auto`, which would look for an optimized build of a registered version)."""
+    import mlflow.artifacts
+
+    (tmp_path / "platform").mkdir()
+    backend = _backend(tmp_path / "platform", monkeypatch, serving={"runtime": "auto"})
+    shifted = save_digits_model(tmp_path, shift=1)
+
+    def download_artifacts(artifact_uri: str, dst_path: str, **_: object) -> str:
+        """MLflow's side of runs:/RUN/model: the run's model folder, put under dst_path by its name."""
+        assert artifact_uri == "runs:/r1/model"
+        return shutil.copytree(shifted.model_dir, Path(dst_path) / "model")
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download_artifacts)
+    try:
+        endpoint = backend.deploy(str(digits.model_dir), "kept")  # an MLflow model folder: mlflow
+        assert endpoint.runtime == "mlflow"
+        updated = backend.update("kept", "runs:/r1/model")
+        assert updated.runtime == "mlflow" and updated.model_uri == "runs:/r1/model"
+        assert _predict(updated.url, "kept", digits) == shifted.model.predict(digits.X[:50]).tolist()
+    finally:
+        backend.supervisor.shutdown()
 
 
 def test_autoscaler_follows_the_requests_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

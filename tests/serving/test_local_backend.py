@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from chiml.config import load_config
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError, UnreachableError
 from chiml.serving.local import STATE_KEY, LocalEndpoints
 from tests.conftest import write_local_config
 from tests.serving.conftest import Digits
@@ -71,26 +71,67 @@ def test_model_that_cannot_load_leaves_nothing_behind(backend: LocalEndpoints, d
 
 
 def test_rejections_before_anything_starts(backend: LocalEndpoints, digits: Digits, tmp_path: Path) -> None:
-    with pytest.raises(ChimlError, match="invalid endpoint name 'Digits_1'"):
+    with pytest.raises(InvalidInputError, match="invalid endpoint name 'Digits_1'"):
         backend.deploy(str(digits.model_dir), "Digits_1")
-    with pytest.raises(ChimlError, match="no such path"):
+    with pytest.raises(NotFoundError, match="no such path"):
         backend.deploy(str(tmp_path / "missing"), "missing")
     _assert_nothing_left(backend, "missing")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ChimlError, match="not an MLflow model"):
+    with pytest.raises(InvalidInputError, match="is not a model folder"):
         backend.deploy(str(tmp_path / "plain"), "plain")
     _assert_nothing_left(backend, "plain")
-    with pytest.raises(ChimlError, match="unknown runtime 'mlflw'"):  # said by the optimizer's resolver
+    with pytest.raises(InvalidInputError, match="unknown runtime 'mlflw'"):
         backend.deploy(str(digits.model_dir), "typo", runtime="mlflw")
     _assert_nothing_left(backend, "typo")
-    with pytest.raises(ChimlError, match="no endpoint named 'ghost'"):
+    with pytest.raises(InvalidInputError, match="a model folder for the mlflow runtime, not onnxruntime"):
+        backend.deploy(str(digits.model_dir), "wrong", runtime="onnxruntime")
+    _assert_nothing_left(backend, "wrong")
+    with pytest.raises(NotFoundError, match="no endpoint named 'ghost'"):
         backend.delete("ghost")
     assert backend.list() == []
 
 
+def test_a_folder_that_is_not_a_model_is_refused_before_anything_is_copied(
+    backend: LocalEndpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`chiml deploy ~` (or `/`) must not copy the tree: only a model folder is served."""
+    tree = tmp_path / "someones-home"
+    (tree / "documents").mkdir(parents=True)
+    (tree / "documents" / "thesis.txt").write_text("years of work")
+    (tree / "model.pkl").write_bytes(b"\0" * 4096)  # a model file, but no MLflow model folder
+    monkeypatch.setenv("HOME", str(tree))
+    for uri in ("~", str(tree), str(tree / "model.pkl")):
+        with pytest.raises(InvalidInputError, match="is not a model folder: it holds neither MLmodel") as caught:
+            backend.deploy(uri, "tree")
+        assert "chiml-runtime.json" in caught.value.message
+        _assert_nothing_left(backend, "tree")
+    copied = [p for p in backend.home.rglob("*") if p.name in ("thesis.txt", "model.pkl", "documents")]
+    assert copied == [] and not (backend.root / ".locks" / "tree.lock").exists()
+
+
+def test_a_compiled_artifact_folder_is_served_by_its_runtime(
+    backend: LocalEndpoints, digits: Digits, tmp_path: Path
+) -> None:
+    import httpx
+
+    from tests.serving.conftest import compile_artifact
+
+    artifact = compile_artifact(digits.model_dir, "onnxruntime", tmp_path / "compiled", digits.X[:20])
+    with pytest.raises(InvalidInputError, match="a model folder for the onnxruntime runtime, not mlflow"):
+        backend.deploy(str(artifact), "compiled", runtime="mlflow")
+    _assert_nothing_left(backend, "compiled")
+    endpoint = backend.deploy(str(artifact), "compiled")  # the folder says which runtime serves it
+    assert endpoint.runtime == "onnxruntime" and endpoint.status == "ready"
+    X = digits.X[:5]
+    body = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(X.shape), "data": X.ravel().tolist()}]}
+    answer = httpx.post(f"{endpoint.url}/v2/models/compiled/infer", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == digits.model.predict(X).tolist()
+
+
 def test_platform_not_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits: Digits) -> None:
     backend = LocalEndpoints(_profile(tmp_path, monkeypatch))
-    with pytest.raises(ChimlError, match="the local platform is not running"):
+    with pytest.raises(UnreachableError, match="the local platform is not running"):
         backend.deploy(str(digits.model_dir), "digits")
     assert backend.state.get(STATE_KEY) is None
 

@@ -172,9 +172,10 @@ class ChameleonDeployment:
             cluster = self._k3s(outputs, say)
         except KeyboardInterrupt:
             raise ChimlError("interrupted", hint=self._leftovers_hint()) from None
-        except Exception as err:
-            message = err.message if isinstance(err, ChimlError) else f"{err.__class__.__name__}: {err}"
-            raise ChimlError(message, hint=self._rollback(created, say)) from None
+        except Exception as err:  # rolled back; the error keeps its kind, the hint says what is left
+            if isinstance(err, ChimlError):
+                raise type(err)(err.message, hint=self._rollback(created, say)) from None
+            raise ChimlError(f"{err.__class__.__name__}: {err}", hint=self._rollback(created, say)) from None
         self._update(phase="ready", cluster=cluster.to_json())
         return cluster
 

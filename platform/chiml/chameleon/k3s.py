@@ -19,7 +19,7 @@ import yaml
 
 from chiml.chameleon.ssh import Connector
 from chiml.cluster import ClusterDescription, NodeInfo, is_gpu_node
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, UnreachableError
 
 KUBECTL_NODES = "sudo k3s kubectl get nodes -o json"
 CLOUD_INIT_STATUS = "cloud-init status --format json || true"
@@ -67,12 +67,14 @@ def wait_for_nodes(
     """
     deadline = clock() + timeout_s
     last = "waiting for SSH on the server"
+    reached = False  # whether SSH ever answered: if not, the nodes are unreachable, not broken
     while True:
         try:
             shell = connector.connect(None)
         except Exception as err:  # booting: refused, timeouts, no route, auth not yet set up
             last = f"server not reachable over SSH yet ({err.__class__.__name__})"
         else:
+            reached = True
             try:
                 code, out, err_text = shell.run(KUBECTL_NODES, timeout=60)
                 if code == 0:
@@ -99,7 +101,7 @@ def wait_for_nodes(
         if progress:
             progress(last)
         if clock() >= deadline:
-            raise ChimlError(
+            raise (ChimlError if reached else UnreachableError)(
                 f"k3s was not ready within {timeout_s:.0f} s: {last}",
                 hint="bare metal takes 10-20 min to boot; raise chameleon.k3s_timeout_s, or `ssh -F "
                 "<CHIML_HOME>/chameleon/ssh_config <node>` and read /var/log/cloud-init-output.log",
@@ -155,7 +157,10 @@ def check_gpu_runtimes(connector: Connector, gpu_agents: dict[str, str]) -> None
 
 def fetch_kubeconfig(connector: Connector, floating_ip: str, context: str, dest: Path) -> Path:
     """Copy the server's kubeconfig to ``dest`` (0600), pointing at the floating IP."""
-    shell = connector.connect(None)
+    try:
+        shell = connector.connect(None)
+    except Exception as error:  # paramiko's and the socket's errors: the server stopped answering
+        raise UnreachableError(f"cannot reach the k3s server over SSH to fetch its kubeconfig: {error}") from None
     try:
         code, out, err = shell.run("sudo cat /etc/rancher/k3s/k3s.yaml", timeout=30)
     finally:

@@ -27,7 +27,7 @@ from typing import Any
 
 from chiml.chameleon.auth import explain_auth_failure
 from chiml.config.chameleon import ChameleonConfig
-from chiml.errors import ChimlError, InvalidInputError, NotFoundError
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError, UnreachableError
 
 GROUPS = ("server", "cpu_agents", "gpu_agents")
 BLAZAR_DATE = "%Y-%m-%dT%H:%M:%S.%f"
@@ -194,6 +194,30 @@ def _error_reason(lease_json: dict[str, Any]) -> str:
     return "; ".join(parts) or "Blazar gives no further reason"
 
 
+def _status_code(err: Exception) -> int | None:
+    """The HTTP status of a Blazar error (blazarclient keeps it in the exception's kwargs)."""
+    from blazarclient.exception import BlazarClientException
+
+    if not isinstance(err, BlazarClientException):
+        return None
+    code = err.kwargs.get("code", getattr(err, "code", None))
+    return int(code) if code is not None else None
+
+
+def _error_kind(err: Exception) -> type[ChimlError]:
+    """What a failed call to Blazar or Keystone means to the caller: the service did not answer
+    (connection refused, timeout, a gateway's 502-504), the lease is gone (404), the request was
+    refused as invalid (400), or another failure."""
+    from keystoneauth1.exceptions import ConnectionError as KeystoneConnectionError
+
+    if isinstance(err, KeystoneConnectionError | OSError):
+        return UnreachableError
+    code = _status_code(err)
+    if code in (502, 503, 504):
+        return UnreachableError
+    return {404: NotFoundError, 400: InvalidInputError}.get(code or 0, ChimlError)
+
+
 def _requested_flavor(reservation: dict[str, Any]) -> str | None:
     """The flavor a flavor reservation was made for, by name.
 
@@ -231,14 +255,15 @@ class LeaseClient:
         try:
             return self._blazar().lease.get(lease_id)
         except BlazarClientException as err:
-            code = getattr(err, "kwargs", {}).get("code", getattr(err, "code", None))
-            if code == 404:
+            if _status_code(err) == 404:
                 return None
+            raise self._wrap(err, "reading the lease") from None
+        except Exception as err:  # Keystone or the network
             raise self._wrap(err, "reading the lease") from None
 
     def _wrap(self, err: Exception, doing: str) -> ChimlError:
         message = str(err).strip() or err.__class__.__name__
-        return ChimlError(f"Blazar failed {doing}: {message}", hint=explain_auth_failure(message))
+        return _error_kind(err)(f"Blazar failed {doing}: {message}", hint=explain_auth_failure(message))
 
     def whoami(self) -> str:
         """The Keystone user id the credentials authenticate as (one token request)."""
@@ -247,8 +272,8 @@ class LeaseClient:
         try:
             user_id = chi.context.session().get_user_id()
         except Exception as err:
-            raise ChimlError(f"cannot authenticate to Keystone: {err}",
-                             hint=explain_auth_failure(str(err))) from None
+            raise _error_kind(err)(f"cannot authenticate to Keystone: {err}",
+                                   hint=explain_auth_failure(str(err))) from None
         if not user_id:
             raise ChimlError("Keystone returned no user id for these credentials")
         return str(user_id)
@@ -356,7 +381,7 @@ class LeaseClient:
                 for group, reservation_id in info.reservations.items():
                     reserved = server.list_flavors(reservation_id=reservation_id)
                     if not reserved:
-                        raise ChimlError(f"lease {info.name}: no reserved flavor for reservation {reservation_id}")
+                        raise NotFoundError(f"lease {info.name}: no reserved flavor for reservation {reservation_id}")
                     info.flavors[group] = reserved[0].id
             addresses = lease.get_reserved_floating_ips()
         except ChimlError:
@@ -377,13 +402,11 @@ class LeaseClient:
 
     def extend(self, lease_id: str, hours: int) -> str:
         """Prolong the lease (python-chi has no call for it); returns the new end (ISO)."""
-        from blazarclient.exception import BlazarClientException
-
         try:
             updated = self._blazar().lease.update(lease_id, prolong_for=f"{hours}h")
-        except BlazarClientException as err:
+        except Exception as err:
             message = str(err)
-            raise ChimlError(
+            raise _error_kind(err)(
                 f"Blazar refused to extend the lease by {hours} h: {message}",
                 hint=explain_auth_failure(message)
                 or "extension is possible within 48 h of the end, up to 7 days, only if the hosts are free",
@@ -400,8 +423,9 @@ class LeaseClient:
         try:
             self._blazar().lease.delete(lease_id)
         except BlazarClientException as err:
-            code = getattr(err, "kwargs", {}).get("code", getattr(err, "code", None))
-            if code == 404:
+            if _status_code(err) == 404:
                 return False
+            raise self._wrap(err, f"deleting lease {lease_id}") from None
+        except Exception as err:  # Keystone or the network
             raise self._wrap(err, f"deleting lease {lease_id}") from None
         return True

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 
 Progress = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -55,7 +55,7 @@ class Terraform:
         self.binary = binary or shutil.which("terraform") or ""
         self.env = {**os.environ, **(env or {}), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
         if not self.binary:
-            raise ChimlError("terraform not found on PATH", hint="`make tools` installs the pinned terraform")
+            raise NotSupportedError("terraform not found on PATH", hint="`make tools` installs the pinned terraform")
 
     @staticmethod
     def prepare(source: Path, workdir: Path) -> Path:
@@ -89,7 +89,7 @@ class Terraform:
                 cmd, cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         except OSError as err:
-            raise ChimlError(f"cannot run terraform ({self.binary}): {err}") from None
+            raise NotSupportedError(f"cannot run terraform ({self.binary}): {err}") from None
         result = TerraformResult(returncode=-1)
         plain: list[str] = []
         assert proc.stdout is not None and proc.stderr is not None

@@ -15,23 +15,26 @@ from chiml.cli.endpoints import (
     print_objects,
     progress_line,
 )
+from chiml_contract.runtimes import names as runtime_names
+
+RUNTIME_HELP = (
+    "mlflow (pyfunc, any logged model), auto (the runtime `chiml optimize` chose) or a compiled runtime ("
+    + ", ".join(runtime_names(compiled=True))
+    + "); default: serving.runtime for a new endpoint, the endpoint's own for an update"
+)
 
 
 def deploy(
     ctx: typer.Context,
     model_uri: Annotated[
-        str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN/PATH or a local model folder")
+        str,
+        typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN/PATH, or a local MLflow model "
+                       "folder (with MLmodel) or `chiml optimize` artifact (with chiml-runtime.json)"),
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="endpoint name (a DNS label: a-z, 0-9, '-')")],
     runtime: Annotated[
         str | None,
-        typer.Option(
-            "--runtime",
-            "-r",
-            help="mlflow (pyfunc, any logged model), auto (the runtime `chiml optimize` chose) or a compiled "
-            "runtime (onnxruntime, openvino, deepsparse, tensorrt); default: serving.runtime",
-            show_default=False,
-        ),
+        typer.Option("--runtime", "-r", help=RUNTIME_HELP, show_default=False),
     ] = None,
     replicas: Annotated[
         int | None,
@@ -56,10 +59,8 @@ def deploy(
 ) -> None:
     """Deploy a model as an endpoint (KServe V1/V2 REST) and wait until it answers.
 
-    An endpoint of that name already there is updated in place: its replicas are replaced one
-    by one (local: behind its front; cluster: a patch of the InferenceService), with no failed
-    request. Its replica count is kept unless --replicas or a --min/--max range is given.
-    """
+    An endpoint of that name already there is updated in place: its replicas are replaced one by one (local: behind its front; cluster: a patch of the InferenceService), with no failed request. Its runtime and replica count are kept unless --runtime, --replicas or a --min/--max range is given.
+    """  # noqa: E501 (typer reflows the paragraph; a hard-wrapped docstring shows ragged in --help)
     platform = connect(ctx)
     options: dict[str, Any] = {
         "runtime": runtime, "replicas": replicas, "workers": workers, "min_replicas": min_replicas,

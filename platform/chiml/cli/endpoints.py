@@ -5,10 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.cli.common import (
+    ConfigOption,
+    JsonOption,
+    ProfileOption,
+    connect,
+    console,
+    err_console,
+    print_json,
+    print_table,
+    progress_display,
+)
 from chiml.errors import ChimlError
+from chiml.serving.backend import Endpoint, EndpointBackend
 
 endpoints_app = typer.Typer(help="List, describe, update, scale and delete model endpoints.", no_args_is_help=True)
 
@@ -49,11 +59,11 @@ def print_objects(objects: list[dict[str, Any]], json_out: bool) -> None:
     _print_objects(objects, json_out)
 
 
-def _backend(ctx: typer.Context) -> Any:
+def _backend(ctx: typer.Context) -> EndpointBackend:
     return connect(ctx).endpoints
 
 
-def _scaling_text(e: Any) -> str:
+def _scaling_text(e: Endpoint) -> str:
     if e.max_replicas == e.min_replicas:
         return str(e.replicas)
     return f"{e.replicas} ({e.min_replicas}-{e.max_replicas} by {e.scale_metric})"
@@ -71,15 +81,12 @@ def list_endpoints(
     if not endpoints:
         console.print("no endpoints (deploy one with `chiml deploy MODEL_URI --name NAME`)")
         return
-    table = Table(title="endpoints", title_justify="left")
-    for column in ("name", "status", "model", "runtime", "replicas", "workers", "url"):
-        table.add_column(column, overflow="fold")
-    for e in endpoints:
-        style = _STATUS_STYLE.get(e.status, "")
-        table.add_row(
-            e.name, f"[{style}]{e.status}[/]", e.model_uri, e.runtime, _scaling_text(e), str(e.workers), e.url or ""
-        )
-    console.print(table)
+    rows = [
+        [e.name, f"[{_STATUS_STYLE.get(e.status, '')}]{e.status}[/]", e.model_uri, e.runtime, _scaling_text(e),
+         str(e.workers), e.url or ""]
+        for e in endpoints
+    ]  # fmt: skip
+    print_table("endpoints", ("name", "status", "model", "runtime", "replicas", "workers", "url"), rows)
 
 
 @endpoints_app.command("describe")
@@ -153,7 +160,9 @@ def update(
     name: NameArgument,
     model_uri: Annotated[str, typer.Argument(help="the model (version) to serve now")],
     runtime: Annotated[
-        str | None, typer.Option("--runtime", "-r", help="runtime for the new model (default: serving.runtime)")
+        str | None,
+        typer.Option("--runtime", "-r", help="runtime for the new model (default: the one the endpoint was "
+                     "deployed with; auto stays auto)", show_default=False),
     ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, max=64, help="server processes per replica")
@@ -163,8 +172,7 @@ def update(
     json_out: JsonOption = False,
 ) -> None:
     """Serve another model on an existing endpoint: a rolling update, no failed request."""
-    endpoint = _backend(ctx).update(name, model_uri, runtime=runtime, workers=workers,
-                                                     progress=progress_line)
+    endpoint = _backend(ctx).update(name, model_uri, runtime=runtime, workers=workers, progress=progress_line)
     if json_out:
         print_json(endpoint.to_json())
         return
@@ -178,13 +186,20 @@ def delete(
     names: Annotated[list[str], typer.Argument(help="endpoint name(s)")],
     config: ConfigOption = None,
     profile: ProfileOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Stop endpoints and remove their processes, state and files."""
     backend = _backend(ctx)
-    for name in names:
-        with console.status(f"deleting {name}…"):
+    deleted: list[str] = []
+    with progress_display("deleting", log_lines=False) as progress:
+        for name in names:
+            progress(f"deleting {name}")
             backend.delete(name)
-        console.print(f"[green]deleted[/] {name}")
+            deleted.append(name)
+            if not json_out:
+                console.print(f"[green]deleted[/] {name}", highlight=False)
+    if json_out:
+        print_json({"deleted": deleted})
 
 
 @endpoints_app.command("logs")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, ProfileOption, console, load
+from chiml.cli.common import ConfigOption, ProfileOption, connect, console
 
 images_app = typer.Typer(help="Build chiml's container images (services/images.yaml names them).",
                          no_args_is_help=True)
@@ -48,11 +48,7 @@ def build_command(
         for ref, digest in pushed.items():
             console.print(f"{ref}@{digest}" if digest else ref, highlight=False)
     if to_nodes:
-        from chiml.chameleon.deployment import ChameleonDeployment
-
-        ssh_config = ChameleonDeployment(load(ctx)).ssh_config_path
-        images.import_to_nodes(refs, ssh_config, engine=engine,
-                               progress=lambda line: console.print(line, highlight=False))
+        connect(ctx).import_images(refs, engine=engine, progress=lambda line: console.print(line, highlight=False))
 
 
 def register(app: typer.Typer) -> None:

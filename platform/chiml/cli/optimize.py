@@ -18,9 +18,10 @@ from chiml.cli.common import (
     print_table,
 )
 from chiml.errors import ChimlError, InvalidInputError
+from chiml_contract.runtimes import names as runtime_names
 
-TARGET_HELP = "auto (measure every runtime, pick the fastest that passes) or one of: " \
-              "onnxruntime, onnxruntime-int8, openvino, deepsparse, tensorrt"
+TARGET_HELP = ("auto (measure every runtime, pick the fastest that passes) or one of: "
+               + ", ".join(runtime_names(compiled=True)) + " (onnxruntime-int8: ONNX Runtime with INT8, see --int8)")
 
 
 def _batches(text: str | None) -> tuple[int, ...] | None:

@@ -31,11 +31,22 @@ from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError, NotF
 from chiml.kube.kubeapi import ISVC_GROUP, ISVC_VERSION, KubeApi, api_error_message
 from chiml.kube.secrets import INFERENCE_AUTH_SECRET
 from chiml.progress import Progress, silent
-from chiml.serving.backend import Endpoint, EndpointBackend, EndpointStatus, Scaling, check_name, resolve_scaling
+from chiml.serving.backend import (
+    Endpoint,
+    EndpointBackend,
+    EndpointStatus,
+    Scaling,
+    check_name,
+    check_runtime,
+    resolve_scaling,
+)
 from chiml_contract import runtimes as contract_runtimes
 
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 ENDPOINT_LABEL = "chiml.io/endpoint"
+RUNTIME_ANNOTATION = "chiml.io/runtime"  # the runtime that serves it
+# what it was asked for (``auto`` included): an update without --runtime asks for it again
+REQUESTED_RUNTIME_ANNOTATION = "chiml.io/requested-runtime"
 MODEL_SERVICE_ACCOUNT = "chiml-models"
 ARTIFACT_BUCKET_ROOT = "s3://chiml-artifacts/mlflow"
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
@@ -47,6 +58,10 @@ UNRESOLVED = "<resolved at deploy: {}>"
 # runtime -> (model format, ClusterServingRuntime); formats match helm/charts/chiml-runtimes
 RUNTIMES: dict[str, tuple[str, str]] = {
     name: (runtime.model_format, runtime.serving_runtime) for name, runtime in contract_runtimes.RUNTIMES.items()
+}
+# What an API server's refusal of a create or patch means to the caller, by HTTP status.
+_REFUSAL_KINDS: dict[int, type[ChimlError]] = {
+    400: InvalidInputError, 404: NotFoundError, 409: AlreadyExistsError, 422: InvalidInputError,
 }
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://", "hf://")
 WORKERS_ARG = re.compile(r"^--workers=(\d+)$")
@@ -151,10 +166,7 @@ class KServeEndpoints(EndpointBackend):
         ``mlflow`` serves the MLflow model itself, and a storage URI (s3://, pvc://...) is served
         as the named runtime's artifact; for a registered model any other runtime (``auto``
         included) serves the artifact optimize compiled for that version, found through MLflow."""
-        chosen = runtime or self.default_runtime
-        known = chosen == "auto" or chosen in RUNTIMES or _is_candidate(chosen)
-        if not known:
-            raise InvalidInputError(f"unknown runtime {chosen!r}: choose auto or one of {', '.join(RUNTIMES)}")
+        chosen = check_runtime(runtime or self.default_runtime)
         registry = model_uri.startswith(("models:/", "runs:/"))
         if chosen == "mlflow" or (chosen in RUNTIMES and not registry):
             # the MLflow model, or a storage location the user says holds that runtime's artifact
@@ -221,7 +233,8 @@ class KServeEndpoints(EndpointBackend):
         workers = self.default_workers if workers is None else workers
         if workers < 1:
             raise InvalidInputError("workers must be at least 1")
-        runtime, storage, source = self._what_to_serve(model_uri, runtime, dry_run)
+        requested = runtime or self.default_runtime
+        runtime, storage, source = self._what_to_serve(model_uri, requested, dry_run)
         model_format, serving_runtime = RUNTIMES.get(runtime, (runtime, runtime))
         model: dict[str, Any] = {
             "modelFormat": {"name": model_format},
@@ -256,7 +269,8 @@ class KServeEndpoints(EndpointBackend):
                         f"{self.namespace}-chiml-inference-auth@kubernetescrd"
                     ),
                     "chiml.io/model-uri": model_uri,
-                    "chiml.io/runtime": runtime,
+                    RUNTIME_ANNOTATION: runtime,
+                    REQUESTED_RUNTIME_ANNOTATION: requested,
                     "chiml.io/source": source,
                 },
             },
@@ -288,7 +302,7 @@ class KServeEndpoints(EndpointBackend):
         return Endpoint(
             name=meta["name"],
             model_uri=annotations.get("chiml.io/model-uri", model.get("storageUri", "")),
-            runtime=annotations.get("chiml.io/runtime", model.get("runtime", "")),
+            runtime=annotations.get(RUNTIME_ANNOTATION, model.get("runtime", "")),
             url=url,
             replicas=low,
             workers=workers,
@@ -324,22 +338,27 @@ class KServeEndpoints(EndpointBackend):
         """Create the endpoint, or update it in place (a patch: KServe rolls the pods); with
         ``wait``, return once it is Ready.
 
-        A newly created endpoint that does not become Ready in time is deleted again, so a
-        failed deploy leaves nothing behind; an updated one is left as KServe keeps it (its
-        previous pods keep serving until new ones are ready).
+        An update keeps what is not given: the runtime the endpoint was asked for, its replicas
+        and autoscaling. A newly created endpoint that does not become Ready in time is deleted
+        again, so a failed deploy leaves nothing behind; an updated one is left as KServe keeps it
+        (its previous pods keep serving until new ones are ready).
         """
         scaling_asked = any(v is not None for v in (replicas, min_replicas, max_replicas, scale_metric, scale_target))
-        body = self.build(model_uri, name, runtime, replicas, workers, min_replicas=min_replicas,
-                          max_replicas=max_replicas, scale_metric=scale_metric, scale_target=scale_target)
+        check_name(name)
         existing = self.api.get_isvc(self.namespace, name)
-        if existing is None:
-            progress(f"creating InferenceService {self.namespace}/{name}")
-            self._send(f"create InferenceService {name}", self.api.create_isvc, self.namespace, body)
-        else:
+        if existing is not None:
             if existing["metadata"].get("labels", {}).get(MANAGED_LABEL) != "chiml":
                 raise AlreadyExistsError(
                     f"InferenceService {name} exists and was not created by chiml: choose another name"
                 )
+            annotations = existing["metadata"].get("annotations") or {}
+            runtime = runtime or annotations.get(REQUESTED_RUNTIME_ANNOTATION) or annotations.get(RUNTIME_ANNOTATION)
+        body = self.build(model_uri, name, runtime, replicas, workers, min_replicas=min_replicas,
+                          max_replicas=max_replicas, scale_metric=scale_metric, scale_target=scale_target)
+        if existing is None:
+            progress(f"creating InferenceService {self.namespace}/{name}")
+            self._send(f"create InferenceService {name}", self.api.create_isvc, self.namespace, body)
+        else:
             predictor = body["spec"]["predictor"]
             if not scaling_asked:  # an update keeps the endpoint's replicas and autoscaling
                 old = existing["spec"].get("predictor", {})
@@ -355,13 +374,15 @@ class KServeEndpoints(EndpointBackend):
         return self._wait_ready(name, created=existing is None, timeout_s=timeout_s, poll_s=poll_s, progress=progress)
 
     def _send(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
-        """A create or patch; the API server's (or KServe's webhook's) refusal as one line."""
+        """A create or patch; the API server's (or KServe's webhook's) refusal as one line, of the
+        kind its status says (a webhook's 400/422 is invalid input)."""
         from kubernetes.client.exceptions import ApiException
 
         try:
             return call(*args)
         except ApiException as err:
-            raise ChimlError(f"the cluster refused to {what}: {api_error_message(err)}") from None
+            kind = _REFUSAL_KINDS.get(err.status or 0, ChimlError)
+            raise kind(f"the cluster refused to {what}: {api_error_message(err)}") from None
 
     def _wait_ready(self, name: str, created: bool, timeout_s: float, poll_s: float, progress: Progress) -> Endpoint:
         deadline = time.monotonic() + timeout_s
@@ -369,7 +390,7 @@ class KServeEndpoints(EndpointBackend):
         while True:
             obj = self.api.get_isvc(self.namespace, name)
             if obj is None:
-                raise ChimlError(f"endpoint {name} disappeared while deploying")
+                raise NotFoundError(f"endpoint {name} disappeared while deploying")
             ready, detail = _ready_condition(obj)
             if ready:
                 return self._to_endpoint(obj)  # status "ready"
@@ -471,9 +492,3 @@ def _sizes(message: str) -> dict[str, Any]:
     return {"to": int(match[1])} if match else {}
 
 
-def _is_candidate(name: str) -> bool:
-    try:
-        from chiml.optimize.candidates import CANDIDATES
-    except ImportError:
-        return False
-    return name in CANDIDATES

@@ -86,6 +86,14 @@ class Profile(ABC):
         """pytest arguments and environment for `chiml smoke` on this profile."""
         raise NotSupportedError(f"`chiml smoke` is not available on the {self.name} profile")
 
+    def import_images(self, refs: list[str], *, engine: str | None = None, progress: Progress = silent) -> None:
+        """Copy locally built images straight into the runtime of every node, where the profile
+        has nodes of its own to reach (no registry needed)."""
+        raise NotSupportedError(
+            f"copying images onto nodes is not available on the {self.name} profile",
+            hint="push them to a registry the cluster pulls from (`chiml images build --push REGISTRY`)",
+        )
+
     # ----------------------------------------------------------------- where things are
     # The lifecycle asks the profile where things are, so the same calls work everywhere.
     @abstractmethod

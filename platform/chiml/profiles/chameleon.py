@@ -138,6 +138,12 @@ class ChameleonProfile(Profile):
         """Generated platform credentials (`chiml status --show-secrets`)."""
         return self._kube().secrets() if self.state.get("kubernetes") else {}
 
+    def import_images(self, refs: list[str], *, engine: str | None = None, progress: Progress = silent) -> None:
+        """Copy images into k3s's containerd on every node, over the deployment's SSH config."""
+        from chiml.images import import_to_nodes
+
+        import_to_nodes(refs, self.deployment.ssh_config_path, engine=engine, progress=progress)
+
     def smoke_args(self) -> SmokeRun:
         """The node checks (SSH backend of testinfra) against the hosts in state."""
         st = self.state.get(STATE_KEY) or {}

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from chiml.errors import InvalidInputError, NotSupportedError
 from chiml.progress import Progress, silent
+from chiml_contract.runtimes import RUNTIMES
 
 EndpointStatus = Literal["ready", "starting", "updating", "failed", "stopped", "unknown"]
 MAX_REPLICAS = 64
@@ -36,6 +37,19 @@ def check_name(name: str) -> str:
             hint="use 1-40 lowercase letters, digits or '-', starting with a letter (it must be a DNS label)",
         )
     return name
+
+
+def check_runtime(runtime: str) -> str:
+    """Validate a ``--runtime`` value: ``auto`` (what ``chiml optimize`` chose), a serving runtime
+    of the contract, or an optimize candidate (a runtime's variant, e.g. ``onnxruntime-int8``)."""
+    if runtime == "auto" or runtime in RUNTIMES:
+        return runtime
+    from chiml.optimize.candidates import CANDIDATES  # numpy and the exporters: only for this case
+
+    if runtime in CANDIDATES:
+        return runtime
+    choices = ["auto", *RUNTIMES, *(name for name in CANDIDATES if name not in RUNTIMES)]
+    raise InvalidInputError(f"unknown runtime {runtime!r}", hint=f"choose one of {', '.join(choices)}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
 input name -> array, and returns one array (a single output) or a dict output name -> array.
 Input arrays are cast to the datatype the endpoint declares when numpy calls that cast
 "same kind" (float64 -> FP32, int64 -> INT32...); other mismatches are sent as they are and the
-endpoint answers with a 400 naming the problem, which becomes a :class:`ChimlError`.
+endpoint answers with a 400 naming the problem, which becomes an :class:`InvalidInputError`
+(a 404, :class:`NotFoundError`; an endpoint that does not answer, :class:`UnreachableError`).
 
 JSON request files (``chiml predict NAME --file F``, :func:`request_from_json`) may be:
 
@@ -25,32 +26,28 @@ from typing import Any
 import httpx
 import numpy as np
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError, UnreachableError
 from chiml.serving.backend import EndpointBackend
 from chiml.sites import ServingSite
+from chiml_contract import datatypes
 
-_V2_NUMPY = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
-}  # fmt: skip
 _metadata_cache: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def _numpy_dtype(datatype: str) -> np.dtype[Any]:
     try:
-        return np.dtype(_V2_NUMPY[datatype.upper()])
-    except KeyError:
+        return np.dtype(datatypes.get(datatype).numpy)
+    except datatypes.UnknownDatatype:
         raise ChimlError(f"the endpoint declared an unknown datatype {datatype!r}") from None
 
 
 def _datatype(dtype: np.dtype[Any]) -> str:
     if dtype.kind in "OUS":
         return "BYTES"
-    for name, candidate in _V2_NUMPY.items():
-        if candidate is not np.object_ and np.dtype(candidate) == dtype:
-            return name
-    raise ChimlError(f"numpy dtype {dtype} cannot be sent over the V2 protocol")
+    try:
+        return datatypes.from_numpy(dtype.name)
+    except datatypes.UnknownDatatype:
+        raise InvalidInputError(f"numpy dtype {dtype} cannot be sent over the V2 protocol") from None
 
 
 # ---------------------------------------------------------------------- HTTP
@@ -65,6 +62,9 @@ def _error_text(response: httpx.Response) -> str:
 
 
 Auth = tuple[str, str] | None
+# Answers of a proxy in front of the replicas (HAProxy locally, the ingress on a cluster) when
+# none of them answered: the endpoint is unreachable rather than broken.
+_UNAVAILABLE = (502, 503, 504)
 
 
 def endpoint_auth(backend: EndpointBackend) -> Auth:
@@ -76,16 +76,22 @@ def _send(method: str, url: str, name: str, timeout: float, json: Any = None, au
     try:
         response = httpx.request(method, url, json=json, timeout=timeout, auth=auth)
     except httpx.TimeoutException:
-        raise ChimlError(f"endpoint {name} did not answer within {timeout:.0f}s ({url})") from None
+        raise UnreachableError(f"endpoint {name} did not answer within {timeout:.0f}s ({url})") from None
     except httpx.HTTPError as err:
-        raise ChimlError(
+        raise UnreachableError(
             f"endpoint {name} is not answering at {url} ({err.__class__.__name__})",
             hint="see `chiml endpoints list` (is the platform up?)",
         ) from None
-    if response.status_code >= 500:
-        raise ChimlError(f"endpoint {name} failed (HTTP {response.status_code}): {_error_text(response)}")
-    if response.status_code >= 400:
-        raise ChimlError(f"endpoint {name} rejected the request (HTTP {response.status_code}): {_error_text(response)}")
+    status = response.status_code
+    if status in _UNAVAILABLE:  # the front or ingress has no replica that answers
+        raise UnreachableError(f"endpoint {name} has no replica answering (HTTP {status}): {_error_text(response)}",
+                               hint=f"see `chiml endpoints describe {name}`")
+    if status >= 500:
+        raise ChimlError(f"endpoint {name} failed (HTTP {status}): {_error_text(response)}")
+    if status == 404:
+        raise NotFoundError(f"endpoint {name} does not serve that (HTTP 404): {_error_text(response)}")
+    if status >= 400:
+        raise InvalidInputError(f"endpoint {name} rejected the request (HTTP {status}): {_error_text(response)}")
     try:
         return response.json()
     except ValueError:
@@ -130,7 +136,9 @@ def build_request(inputs: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
         return {"inputs": [_tensor(str(key), value, declared.get(str(key))) for key, value in inputs.items()]}
     if len(declared) != 1:
         names = ", ".join(declared) or "none declared"
-        raise ChimlError(f"model {metadata.get('name')!r} takes several inputs ({names}): pass a dict name -> array")
+        raise InvalidInputError(
+            f"model {metadata.get('name')!r} takes several inputs ({names}): pass a dict name -> array"
+        )
     (name, datatype), = declared.items()
     return {"inputs": [_tensor(name, inputs, datatype)]}
 
@@ -152,14 +160,14 @@ def request_from_json(data: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
         return build_request(_plain(instances), metadata)
     if isinstance(data, list):
         return build_request(_plain(data), metadata)
-    raise ChimlError('request JSON must be a V2 body, {"inputs": ...}, {"instances": [...]} or a list')
+    raise InvalidInputError('request JSON must be a V2 body, {"inputs": ...}, {"instances": [...]} or a list')
 
 
 def _plain(values: Any) -> np.ndarray:
     try:
         return np.asarray(values)
     except ValueError as err:  # ragged lists
-        raise ChimlError(f"request data is not a rectangular array: {err}") from None
+        raise InvalidInputError(f"request data is not a rectangular array: {err}") from None
 
 
 # ---------------------------------------------------------------------- response decoding
@@ -205,7 +213,7 @@ def _exchange(
     metadata = model_metadata(url, name, auth=auth)
     try:
         return infer_json(url, name, body(metadata), timeout=timeout, auth=auth)
-    except ChimlError:
+    except InvalidInputError:
         # The endpoint may have been redeployed with another model: retry once with fresh metadata.
         fresh = model_metadata(url, name, refresh=True, auth=auth)
         if fresh == metadata:

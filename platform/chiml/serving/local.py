@@ -28,33 +28,37 @@ from __future__ import annotations
 import builtins
 import re
 import shutil
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from filelock import FileLock, Timeout
 
 from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError, NotFoundError, UnreachableError
+from chiml.local.ports import port_is_free
 from chiml.local.supervisor import Program, Supervisor
 from chiml.progress import Progress, silent
 from chiml.serving import front
-from chiml.serving.artifacts import download_model, is_mlflow_model
+from chiml.serving.artifacts import download_model, is_local_path, is_mlflow_model, local_model, local_runtime
 from chiml.serving.backend import (
     Endpoint,
     EndpointBackend,
     EndpointStatus,
     Scaling,
     check_name,
+    check_runtime,
     resolve_scaling,
 )
 from chiml_contract.runtimes import RUNTIMES, serve_command
+
+if TYPE_CHECKING:
+    from chiml.profiles.local import LocalProfile
 
 STATE_KEY = "endpoints"
 HOST = front.HOST
@@ -75,16 +79,6 @@ def front_program_name(name: str) -> str:
 
 def autoscaler_program_name(name: str) -> str:
     return f"endpoint-{name}-autoscaler"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _now() -> str:
@@ -113,7 +107,7 @@ def _scaling(record: dict[str, Any]) -> Scaling:
 class LocalEndpoints(EndpointBackend):
     """The local profile's endpoint backend (see the module docstring)."""
 
-    def __init__(self, profile: Any) -> None:
+    def __init__(self, profile: LocalProfile) -> None:
         self.profile = profile
         self.supervisor: Supervisor = profile.supervisor
         self.state = profile.state
@@ -153,7 +147,7 @@ class LocalEndpoints(EndpointBackend):
         port_range = self.profile.config.local.endpoint_port_range()
         ports: list[int] = []
         for port in port_range:
-            if port not in used and _port_free(port):
+            if port not in used and port_is_free(port, HOST):
                 ports.append(port)
                 if len(ports) == count:
                     return ports
@@ -436,13 +430,14 @@ class LocalEndpoints(EndpointBackend):
             replicas, min_replicas, max_replicas, scale_metric, scale_target,
             default_replicas=self.settings.replicas, metrics=LOCAL_METRICS,
         )  # fmt: skip
-        runtime = runtime or self.settings.runtime
+        if runtime is not None:
+            check_runtime(runtime)
+        if is_local_path(model_uri):
+            local_model(model_uri)  # a folder that is no model is refused before anything is copied
         workers_given = workers
         workers = self.settings.workers if workers is None else workers
         if not 1 <= workers <= 64:
             raise InvalidInputError("workers must be between 1 and 64")
-        if runtime == "mlflow":
-            _check_runtime(runtime)  # other names (auto, onnxruntime-int8...) are the optimizer's to resolve
         self._require_running()
         front.find_haproxy()  # one clear line before anything starts
         with self.lock(name, progress=progress):
@@ -468,14 +463,16 @@ class LocalEndpoints(EndpointBackend):
         self._record(name)
         return self.deploy(model_uri, name, runtime=runtime, workers=workers, progress=progress)
 
-    def _create(self, name: str, model_uri: str, runtime: str, workers: int, scaling: Scaling,
+    def _create(self, name: str, model_uri: str, runtime: str | None, workers: int, scaling: Scaling,
                 progress: Progress) -> Endpoint:
+        requested = _requested_runtime(model_uri, runtime, self.settings.runtime)
         with self.state.edit() as doc:
             records = doc.setdefault(STATE_KEY, {})
             if name in records:  # only while another chiml does not honour the endpoint lock
                 raise AlreadyExistsError(f"endpoint {name!r} already exists")
             records[name] = {
-                "model_uri": model_uri, "runtime": runtime, "workers": workers, "model_dir": "rev-1/model",
+                "model_uri": model_uri, "runtime": requested, "requested_runtime": requested, "workers": workers,
+                "model_dir": "rev-1/model",
                 "revision": 1, "port": self._allocate(doc, 1)[0], "replicas": [], "next_id": 0,
                 "scaling": _stored_scaling(scaling), "events": [], "created": _now(), "status": "deploying",
             }  # fmt: skip
@@ -488,7 +485,7 @@ class LocalEndpoints(EndpointBackend):
             shutil.rmtree(folder, ignore_errors=True)  # leftovers of a crashed earlier attempt
             folder.mkdir(parents=True)
             progress(f"fetching {model_uri}")
-            chosen, source = self._fetch(model_uri, runtime, folder / "rev-1" / "model")
+            chosen, source = self._fetch(model_uri, requested, folder / "rev-1" / "model")
             with self._edit(name) as record:
                 record.update(runtime=chosen, source=source)
                 self._write_front_config(name, record)
@@ -510,10 +507,12 @@ class LocalEndpoints(EndpointBackend):
             raise
         return self.get(name)
 
-    def _update(self, name: str, model_uri: str, runtime: str, workers: int | None, scaling: Scaling | None,
-                progress: Progress) -> Endpoint:
-        """Rolling update: one new replica up and behind the front, then one old one drained out."""
+    def _update(self, name: str, model_uri: str, runtime: str | None, workers: int | None,
+                scaling: Scaling | None, progress: Progress) -> Endpoint:
+        """Rolling update: one new replica up and behind the front, then one old one drained out.
+        Without ``runtime`` the endpoint keeps the runtime it was asked for (``auto`` stays ``auto``)."""
         record = self._record(name)
+        requested = _requested_runtime(model_uri, runtime, record.get("requested_runtime", record["runtime"]))
         old = _replicas(record)
         old_spec = {"model_dir": record.get("model_dir", "model"), "runtime": record["runtime"],
                     "workers": record["workers"]}
@@ -524,7 +523,7 @@ class LocalEndpoints(EndpointBackend):
         shutil.rmtree(folder, ignore_errors=True)
         progress(f"fetching {model_uri}")
         try:
-            chosen, source = self._fetch(model_uri, runtime, folder / "model")
+            chosen, source = self._fetch(model_uri, requested, folder / "model")
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -559,8 +558,9 @@ class LocalEndpoints(EndpointBackend):
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         with self._edit(name) as stored:
-            stored.update(model_uri=model_uri, runtime=chosen, source=source, workers=workers, model_dir=model_dir,
-                          revision=revision, scaling=_stored_scaling(scaling), status="deployed", updated=_now())
+            stored.update(model_uri=model_uri, runtime=chosen, requested_runtime=requested, source=source,
+                          workers=workers, model_dir=model_dir, revision=revision,
+                          scaling=_stored_scaling(scaling), status="deployed", updated=_now())
         self._remove_unused_models(name)
         self._sync_autoscaler(name, scaling)
         return self.get(name)
@@ -582,28 +582,27 @@ class LocalEndpoints(EndpointBackend):
 
     def _fetch(self, model_uri: str, runtime: str, dest: Path) -> tuple[str, str]:
         """Put the artifact for ``runtime`` into ``dest``; (runtime actually used, what was fetched)."""
+        if is_local_path(model_uri):
+            served = local_runtime(local_model(model_uri))
+            if runtime not in (served, "auto"):
+                raise InvalidInputError(
+                    f"{model_uri} is a model folder for the {served} runtime, not {runtime}",
+                    hint=f"deploy it with --runtime {served}, or deploy a registered version that "
+                    "`chiml optimize` compiled",
+                )
+            return served, download_model(model_uri, dest, self.profile.tracking_uri())
         if runtime == "mlflow":
             source = download_model(model_uri, dest, self.profile.tracking_uri())
             if not is_mlflow_model(dest):
                 raise InvalidInputError(f"{model_uri} is not an MLflow model (no MLmodel file)",
                                         hint="deploy a model URI")
             return runtime, source
-        try:
-            from chiml.optimize.artifacts import resolve_runtime_artifact
-        except ImportError:
-            raise ChimlError(
-                f"runtime {runtime!r} needs an optimized artifact, but chiml.optimize is not available",
-                hint="deploy with --runtime mlflow",
-            ) from None
-        view = _PlatformView(home=self.home, tracking_uri=self.profile.tracking_uri(), profile=self.profile)
-        chosen, source = resolve_runtime_artifact(view, model_uri, runtime)
+        from chiml.optimize.artifacts import resolve_runtime_artifact  # numpy and the exporters: only here
+
+        chosen, artifact = resolve_runtime_artifact(_ArtifactCache(self.home, self.profile.tracking_uri()),
+                                                    model_uri, runtime)
         _check_runtime(chosen)
-        source = Path(source)
-        if source.is_dir():
-            shutil.copytree(source, dest)
-        else:
-            dest.mkdir(parents=True)
-            shutil.copy2(source, dest / source.name)
+        shutil.copytree(artifact, dest)  # a compiled artifact is a folder (model file + spec)
         return chosen, f"{model_uri} ({chosen} artifact)"
 
     def scale(
@@ -756,10 +755,9 @@ class LocalEndpoints(EndpointBackend):
         self._record(name)
         return self.supervisor.log_file(front_program_name(name))
 
-    def wait_all_ready(self, progress: Callable[[str], None] | None = None) -> None:
+    def wait_all_ready(self, progress: Progress = silent) -> None:
         """After ``up``: give endpoints from an older chiml a front, wait for the fronts
         supervisord restarted; report, never raise (a broken endpoint must not fail the start)."""
-        report = progress or silent
         for name, record in sorted(self._records().items()):
             if record.get("status") not in ("deployed", "updating"):
                 continue
@@ -770,9 +768,9 @@ class LocalEndpoints(EndpointBackend):
                 self._wait_ready(name, _replicas(record), self.settings.ready_timeout_s)
                 self._wait_front(name, record["port"])
             except ChimlError as err:
-                report(f"endpoint {name} is not serving: {err}")
+                progress(f"endpoint {name} is not serving: {err}")
                 continue
-            report(f"endpoint {name} is ready on {self._url(record['port'])}")
+            progress(f"endpoint {name} is ready on {self._url(record['port'])}")
 
     def _add_front(self, name: str) -> None:
         with self.lock(name):
@@ -813,10 +811,21 @@ def _check_runtime(runtime: str) -> None:
                                 hint=f"choose one of auto, {', '.join(RUNTIMES)}")
 
 
+def _requested_runtime(model_uri: str, asked: str | None, default: str) -> str:
+    """The runtime an endpoint is asked to serve ``model_uri`` with: what the caller asked, else
+    what a local model folder is (its files say), else ``default`` (the config's for a new
+    endpoint, the endpoint's own for an update)."""
+    if asked is not None:
+        return asked
+    if is_local_path(model_uri):
+        return local_runtime(local_model(model_uri))
+    return default
+
+
 @dataclass(frozen=True)
-class _PlatformView:
-    """What :func:`chiml.optimize.artifacts.resolve_runtime_artifact` reads of a platform."""
+class _ArtifactCache:
+    """What :func:`chiml.optimize.artifacts.resolve_runtime_artifact` reads of a platform: its
+    MLflow and CHIML_HOME (where downloaded artifacts are cached)."""
 
     home: Path
     tracking_uri: str
-    profile: Any
