@@ -27,7 +27,8 @@ from chiml.optimize.source import InputSpec
 
 Step = Callable[[str], None]
 BASELINE_ENGINE = "chiml.optimize.baseline:OriginalModelEngine"
-FRAMEWORK = {"pytorch": "torch eager", "sklearn": "scikit-learn"}
+FRAMEWORK = {"pytorch": "torch eager", "sklearn": "scikit-learn", "tensorflow": "keras", "xgboost": "xgboost",
+             "lightgbm": "lightgbm", "catboost": "catboost"}
 
 
 @dataclass
