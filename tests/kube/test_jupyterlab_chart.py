@@ -141,3 +141,12 @@ def test_notebooks_persist_on_a_kept_claim_and_the_rest_of_the_root_is_read_only
     assert docs["Deployment"]["spec"]["strategy"]["type"] == "Recreate"  # ReadWriteOnce
     ephemeral = rendered(tmp_path, persistence__enabled=False)
     assert "PersistentVolumeClaim" not in ephemeral
+
+
+def test_the_one_kernel_offered_is_the_one_the_image_installs(tmp_path: Path) -> None:
+    from chiml.local.kernelspec import KERNEL_NAME
+
+    args = container(rendered(tmp_path))["args"]
+    assert f"--KernelSpecManager.allowed_kernelspecs={KERNEL_NAME}" in args
+    dockerfile = (HELM_DIR.parent / "services" / "trainer" / "Dockerfile").read_text()
+    assert "python -m chiml.local.kernelspec /opt/venv" in dockerfile
