@@ -149,4 +149,5 @@ def test_the_one_kernel_offered_is_the_one_the_image_installs(tmp_path: Path) ->
     args = container(rendered(tmp_path))["args"]
     assert f"--KernelSpecManager.allowed_kernelspecs={KERNEL_NAME}" in args
     dockerfile = (HELM_DIR.parent / "services" / "trainer" / "Dockerfile").read_text()
-    assert "python -m chiml.local.kernelspec /opt/venv" in dockerfile
+    assert "COPY platform/chiml/local/kernelspec.py /tmp/kernelspec.py" in dockerfile
+    assert "/opt/venv/bin/python /tmp/kernelspec.py /opt/venv" in dockerfile
