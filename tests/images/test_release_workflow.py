@@ -98,3 +98,14 @@ def test_publish_runs_one_job_per_tag_and_records_every_digest(tmp_path: Path) -
     record = json.loads(merged.read_text())
     assert record["images"] == {"r/a:1": {"digest": "sha256:0"}, "r/b:1-cuda": {"digest": "sha256:1"}}
     assert record["base"] == "b@sha256:1" and record["not_built"] == {"serving-tensorrt": "nvcr.io"}
+
+
+def test_every_action_is_pinned_by_commit() -> None:
+    """A tag can be moved to other code; a commit cannot: every `uses:` names a full SHA, with
+    the release it is in a comment for the reader (and for update bots)."""
+    uses = re.findall(r"^\s*-?\s*uses:\s*(\S+)(.*)$", WORKFLOW.read_text(), flags=re.M)
+    assert len(uses) >= 6
+    for ref, comment in uses:
+        action, _, version = ref.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", version), f"{action} is pinned to {version!r}, not a commit"
+        assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", comment), f"{action}@{version}: name its release in a comment"

@@ -21,7 +21,7 @@ from .fake_kube import FakeBatchV1Api, FakeCoreV1Api, api_exception
 from .schemas import validate
 
 REPO = Path(__file__).resolve().parents[2]
-AGENT_MODULE = REPO / "terraform" / "modules" / "k3s-agents" / "main.tf"
+AGENT_MODULE = REPO / "terraform" / "modules" / "k3s-node" / "main.tf"
 TRAINER_DOCKERFILE = REPO / "services" / "trainer" / "Dockerfile"
 
 

@@ -7,8 +7,17 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
-from chiml.errors import ChimlError
+from chiml.cli.common import (
+    ConfigOption,
+    JsonOption,
+    ProfileOption,
+    connect,
+    console,
+    err_console,
+    print_json,
+    print_table,
+)
+from chiml.errors import ChimlError, InvalidInputError
 
 TARGET_HELP = "auto (measure every runtime, pick the fastest that passes) or one of: " \
               "onnxruntime, onnxruntime-int8, openvino, deepsparse, tensorrt"
@@ -20,9 +29,9 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ChimlError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
+        raise InvalidInputError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
     if not values or any(value < 1 for value in values):
-        raise ChimlError("--batch-sizes needs positive integers, e.g. 1,8,64")
+        raise InvalidInputError("--batch-sizes needs positive integers, e.g. 1,8,64")
     return values
 
 
@@ -59,9 +68,8 @@ def optimize_command(
     """  # noqa: E501 (typer reflows the paragraph; a hard-wrapped docstring shows ragged in --help)
     from chiml.optimize.deepsparse_env import LICENCE_NOTE
     from chiml.optimize.pipeline import optimize
-    from chiml.sdk import Platform
 
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     wants_deepsparse = target == "deepsparse" or (
         target == "auto" and (allow_deepsparse if allow_deepsparse is not None
                               else platform.config.optimize.allow_deepsparse))
@@ -79,7 +87,7 @@ def optimize_command(
     if json_out:
         print_json(report.to_json())
     else:
-        console.print(report.table())
+        print_table(*report.table_rows())
         if report.chosen:
             console.print(f"chosen: [bold]{report.chosen}[/] · MLflow run {report.run_id} · "
                           f"serve it with `chiml deploy {model_uri} --runtime auto`", highlight=False)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
-from chiml.errors import ChimlError
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.errors import InvalidInputError
 
 ParamOption = Annotated[
     list[str] | None,
@@ -32,7 +32,7 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ChimlError(f"--param {pair!r}: expected KEY=VALUE")
+            raise InvalidInputError(f"--param {pair!r}: expected KEY=VALUE")
         try:
             params[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -79,10 +79,7 @@ def train(
     Prints the run id and its MLflow URL; exits with the script's exit status. On the kubernetes
     and chameleon profiles the script runs as a Kubernetes Job on the cluster.
     """
-    from chiml import Platform
-
-    loaded = load(ctx, config, profile)
-    platform = Platform(loaded)
+    platform = connect(ctx)
 
     def started(run_id: str, url: str) -> None:
         err_console.print(f"[bold]run[/] {run_id} started: {url}", highlight=False, soft_wrap=True)
@@ -109,7 +106,7 @@ def train(
         detach=detach,
         dry_run=dry_run,
     )
-    if dry_run:
+    if isinstance(result, list):  # --dry-run: the objects it would create
         _print_objects(result, json_out)
         return
     if detach:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
 from chiml.cli.train import ExperimentOption, ParamOption, parse_params
 
 
@@ -62,9 +62,8 @@ def tune(
     The study lives in the platform's Optuna storage (see it in optuna-dashboard); each trial is an
     MLflow child run of the study's run; the best trial's model is logged.
     """
-    from chiml import Platform
 
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     progress = Progress(
         TextColumn("[bold]tuning[/]"),
         BarColumn(),

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import chiml
+from chiml.cluster import GPU_NODE_LABEL, GPU_RESOURCE
 from chiml.errors import ChimlError
 from chiml.kube.releases import load_releases
 from chiml.kube.values import RenderContext, load_values
@@ -28,9 +29,6 @@ TRAINER_REPOSITORY = "ghcr.io/chiml-project/trainer"
 # The user of the trainer image (services/trainer/Dockerfile: uid/gid 10001).
 TRAINER_UID = 10001
 
-# The label the Terraform agent module puts on GPU nodes (terraform/modules/k3s-agents/main.tf).
-GPU_NODE_LABEL = ("chiml.io/gpu", "true")
-GPU_RESOURCE = "nvidia.com/gpu"
 # The RuntimeClass k3s creates when it finds the NVIDIA container runtime.
 GPU_RUNTIME_CLASS = "nvidia"
 
@@ -278,7 +276,7 @@ def job_object(job: TrainJob) -> dict[str, Any]:
     if job.gpus > 0:
         resources["limits"][GPU_RESOURCE] = str(job.gpus)
         pod_spec["runtimeClassName"] = GPU_RUNTIME_CLASS
-        pod_spec["nodeSelector"] = {GPU_NODE_LABEL[0]: GPU_NODE_LABEL[1]}
+        pod_spec["nodeSelector"] = {GPU_NODE_LABEL: "true"}
         # the GPU operator's and NVIDIA's usual taint: tolerate it, harmless where absent
         pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     spec: dict[str, Any] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 from chiml.errors import ChimlError
 from chiml.kube import jobs
-from chiml.lifecycle.tracking import ENV_PARAMS, ENV_TB_LOGDIR
+from chiml.lifecycle.context import ENV_PARAMS, ENV_TB_LOGDIR
 
 Echo = Callable[[str, str], None]
 
@@ -287,7 +287,7 @@ def run_on_cluster(
     poll: float = 2.0,
 ) -> Any:
     """Run ``target`` as a Job; returns a TrainResult (or the objects, for ``dry_run``)."""
-    from chiml.lifecycle import mlflow_server
+    from chiml.lifecycle import mlflow_client
     from chiml.lifecycle.train import TrainResult, _echo
 
     workdir = Path(cwd) if cwd is not None else Path.cwd()
@@ -300,10 +300,10 @@ def run_on_cluster(
     # everything that can fail on the laptop's side fails before a run exists
     code = jobs.package_folder(_script_in_folder(target, workdir)[1], platform.config.training.code_limit_bytes)
     site = site or cluster_site(platform)
-    mlflow_server.configure_client_env()
+    mlflow_client.configure_client_env()
     tracking_uri = platform.tracking_uri
-    client = mlflow_server.client(tracking_uri)
-    experiment_id = mlflow_server.experiment_id(client, experiment)
+    client = mlflow_client.connect(platform)
+    experiment_id = mlflow_client.experiment_id(client, experiment)
     run_tags = {
         "mlflow.source.name": target,
         "mlflow.source.type": "JOB",
@@ -325,7 +325,7 @@ def run_on_cluster(
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
-    url = mlflow_server.run_url(tracking_uri, experiment_id, run_id)
+    url = mlflow_client.run_url(tracking_uri, experiment_id, run_id)
     if on_start is not None:
         on_start(run_id, url)
     if detach:
@@ -349,7 +349,7 @@ def run_on_cluster(
                 cleanup(site.api, train)
             finally:
                 _close(client, run_id, status, exit_code, error, log_path)
-    model_uri = mlflow_server.run_model_uri(client, experiment_id, run_id)
+    model_uri = mlflow_client.run_model_uri(client, experiment_id, run_id)
     result = TrainResult(run_id, url, status, exit_code, model_uri, experiment, experiment_id, env_tb(train))
     if error:
         raise RemoteRunFailed(error, result)

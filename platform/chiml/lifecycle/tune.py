@@ -27,11 +27,12 @@ import psutil
 from optuna.trial import TrialState
 
 from chiml.errors import ChimlError
-from chiml.lifecycle import mlflow_server
+from chiml.lifecycle import mlflow_client
 from chiml.lifecycle.storage import describe_storage, open_storage
 from chiml.lifecycle.target import resolve
 from chiml.lifecycle.train import _safe
 from chiml.lifecycle.worker import CRASHED_ATTR, PID_ATTR, RUN_ATTR, WorkerSpec, counted, make_pruner, make_sampler
+from chiml.sites import TrainingSite
 
 PARENT_ATTR = "chiml.mlflow_parent_run_id"
 #: Exit status a worker uses for a configuration error: restarting it would not help.
@@ -79,7 +80,7 @@ class StudyResult:
 
 
 def run_study(
-    platform: Any,
+    platform: TrainingSite,
     target: str,
     *,
     trials: int = 20,
@@ -125,10 +126,10 @@ def run_study(
         storage, name, direction, metric, sampler, pruner, resolved.spec, (training.tune_sampler, training.tune_pruner)
     )
 
-    mlflow_server.configure_client_env()
-    client = mlflow_server.client(platform.tracking_uri)
+    mlflow_client.configure_client_env()
+    client = mlflow_client.connect(platform)
     experiment = experiment or settings.get("experiment") or training.experiment
-    experiment_id = mlflow_server.experiment_id(client, experiment)
+    experiment_id = mlflow_client.experiment_id(client, experiment)
     study.set_user_attr("chiml.experiment", experiment)
     _fail_orphans(study, client)
     parent_run_id = _parent_run(client, study, experiment_id, settings)
@@ -407,7 +408,7 @@ def _finish(
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = study.best_trial if complete else None
     best_run = best.user_attrs.get(RUN_ATTR) if best else None
-    model_uri = mlflow_server.run_model_uri(client, experiment_id, best_run) if best_run else None
+    model_uri = mlflow_client.run_model_uri(client, experiment_id, best_run) if best_run else None
     try:
         for log in pool.logs:
             if log.exists() and log.stat().st_size:
@@ -435,7 +436,7 @@ def _finish(
         best_run_id=best_run,
         model_uri=model_uri,
         parent_run_id=parent_run_id,
-        parent_run_url=mlflow_server.run_url(tracking_uri, experiment_id, parent_run_id),
+        parent_run_url=mlflow_client.run_url(tracking_uri, experiment_id, parent_run_id),
         n_trials=len(trials),
         n_complete=len(complete),
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),

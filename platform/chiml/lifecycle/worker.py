@@ -27,9 +27,10 @@ from filelock import FileLock
 from optuna.trial import TrialState
 
 from chiml.errors import ChimlError
-from chiml.lifecycle import tracking
+from chiml.lifecycle import metrics
 from chiml.lifecycle.storage import open_storage
 from chiml.lifecycle.target import resolve
+from chiml.lifecycle.trial import begin_trial, end_trial
 
 SAMPLERS = ("tpe", "random", "qmc", "gp", "cmaes")
 PRUNERS = ("median", "hyperband", "successive-halving", "none")
@@ -152,12 +153,12 @@ def _run_trial(spec: WorkerSpec, study: optuna.Study, trial: optuna.Trial, targe
     )
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     tb_dir = os.path.join(spec.tb_root, name)
-    ctx = tracking._begin_trial(trial, spec.overrides, spec.metric, tb_dir, run.info.run_id, spec.threads)
+    ctx = begin_trial(trial, spec.overrides, spec.metric, tb_dir, run.info.run_id, spec.threads)
     state, value, error = TrialState.FAIL, None, None
     try:
         result = target.invoke(spec.args)
         if isinstance(result, numbers.Real) and not isinstance(result, bool):
-            tracking.report(float(result))
+            metrics.report(float(result))
         value = ctx.objective
         if value is None:
             error = "the trial reported no objective (log the --metric, call ct.report(), or return a number)"
@@ -170,7 +171,7 @@ def _run_trial(spec: WorkerSpec, study: optuna.Study, trial: optuna.Trial, targe
     except Exception:
         error = traceback.format_exc()
     finally:
-        tracking._end_trial(success=state == TrialState.COMPLETE)
+        end_trial(success=state == TrialState.COMPLETE)
     if error:
         print(f"[{spec.study} {name}] failed: {error}", file=sys.stderr, flush=True)
         mlflow.set_tag("chiml.error", error[-5000:])

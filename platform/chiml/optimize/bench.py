@@ -60,7 +60,7 @@ def run_worker(python: str, engine: str, model_dir: Path, inputs_npz: Path, work
                settings: BenchSettings, options: dict[str, Any] | None = None) -> WorkerResult:
     """Run ``chiml_serving.runtimes.worker`` for one engine; never raises for the engine's failures."""
     workdir.mkdir(parents=True, exist_ok=True)
-    request = {
+    request: dict[str, Any] = {
         "engine": engine, "model_dir": str(model_dir), "threads": settings.threads, "options": options or {},
         "inputs": str(inputs_npz), "gate_outputs": str(workdir / f"{name}.outputs.npz"),
         "result": str(workdir / f"{name}.result.json"), "batches": list(settings.batches),

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 from chiml.optimize.source import InputSpec
 
 OPSET = 17
@@ -125,7 +125,7 @@ def export_torch(model_dir: Path, inputs: list[InputSpec], sample: dict[str, np.
         result = module(*args)
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     if not all(isinstance(out, torch.Tensor) for out in outputs):
-        raise ChimlError("the model's forward() must return a tensor or a tuple of tensors to export to ONNX")
+        raise NotSupportedError("the model's forward() must return a tensor or a tuple of tensors to export to ONNX")
     output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
     input_names = [spec.name for spec in inputs]
     axes = {name: {0: "batch"} for name in [*input_names, *output_names]}
@@ -156,8 +156,8 @@ def export_torch(model_dir: Path, inputs: list[InputSpec], sample: dict[str, np.
         except Exception as err:
             errors.append(describe_export_error(str(err)))
     else:
-        raise ChimlError(f"cannot export the PyTorch model to ONNX (opset {OPSET}): {errors[-1]}",
-                         hint="replace the operator, or serve this model with --runtime mlflow")
+        raise NotSupportedError(f"cannot export the PyTorch model to ONNX (opset {OPSET}): {errors[-1]}",
+                                hint="replace the operator, or serve this model with --runtime mlflow")
     model, ins, outs = finalize(path)
     task = "classifier" if len(outs) == 1 and len(outs[0]["shape"]) == 2 and outs[0]["shape"][1] > 1 else "other"
     return ExportResult(path, ins, outs, task, OPSET, model.ir_version, used)
@@ -171,7 +171,7 @@ def export_sklearn(model_dir: Path, inputs: list[InputSpec], sample: dict[str, n
     from sklearn.base import is_classifier, is_regressor
 
     if len(inputs) != 1:
-        raise ChimlError("scikit-learn models take one input matrix")
+        raise NotSupportedError("scikit-learn models take one input matrix")
     estimator = mlflow.sklearn.load_model(str(model_dir))
     features = inputs[0].shape[1] if len(inputs[0].shape) == 2 and inputs[0].shape[1] > 0 else None
     if features is None:
@@ -182,7 +182,9 @@ def export_sklearn(model_dir: Path, inputs: list[InputSpec], sample: dict[str, n
                               target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET}, options=options)
     except Exception as err:
         message = " ".join(str(err).split())[:400]
-        raise ChimlError(f"cannot convert the {type(estimator).__name__} to ONNX (skl2onnx): {message}") from None
+        raise NotSupportedError(
+            f"cannot convert the {type(estimator).__name__} to ONNX (skl2onnx): {message}"
+        ) from None
     path = dest / "model.onnx"
     path.write_bytes(onx.SerializeToString())
     model, ins, outs = finalize(path)
@@ -201,7 +203,7 @@ def load_original(flavor: str, model_dir: Path) -> Any:
         import importlib
 
         return importlib.import_module(f"mlflow.{flavor}").load_model(str(model_dir))
-    raise ChimlError(f"no loader for the {flavor} flavor")
+    raise NotSupportedError(f"no loader for the {flavor} flavor")
 
 
 def _tree_task(model: Any) -> str:
@@ -228,7 +230,8 @@ def _rename_io(model: Any, inputs: list[str], outputs: list[str] | None = None) 
     initializers = {init.name for init in model.graph.initializer}
     graph_inputs = [item.name for item in model.graph.input if item.name not in initializers]
     if len(graph_inputs) != len(inputs):
-        raise ChimlError(f"the exported model takes {len(graph_inputs)} input(s), the signature has {len(inputs)}")
+        raise NotSupportedError(
+            f"the exported model takes {len(graph_inputs)} input(s), the signature has {len(inputs)}")
     pairs = list(zip(graph_inputs, inputs, strict=True))
     if outputs is not None:
         pairs += list(zip([item.name for item in model.graph.output], outputs, strict=True))
@@ -271,8 +274,8 @@ def export_keras(model_dir: Path, inputs: list[InputSpec], sample: dict[str, np.
 
     model = load_original("tensorflow", model_dir)
     if not callable(getattr(model, "export", None)) or not hasattr(model, "predict"):
-        raise ChimlError(f"the tensorflow model is a {type(model).__name__}, not a Keras 3 model: chiml optimize "
-                         "exports Keras models", hint="serve it with --runtime mlflow")
+        raise NotSupportedError(f"the tensorflow model is a {type(model).__name__}, not a Keras 3 model: "
+                                "chiml optimize exports Keras models", hint="serve it with --runtime mlflow")
     feeds = [sample[spec.name][:2] for spec in inputs]
     with _quiet():
         answer = model.predict(feeds[0] if len(feeds) == 1 else feeds, verbose=0)  # builds a loaded model
@@ -283,8 +286,8 @@ def export_keras(model_dir: Path, inputs: list[InputSpec], sample: dict[str, np.
         with _quiet():
             model.export(str(path), format="onnx", opset_version=OPSET, verbose=False)
     except Exception as err:
-        raise ChimlError(f"cannot export the Keras model to ONNX (tf2onnx, opset {OPSET}): "
-                         f"{describe_export_error(str(err))}", hint="serve it with --runtime mlflow") from None
+        raise NotSupportedError(f"cannot export the Keras model to ONNX (tf2onnx, opset {OPSET}): "
+                                f"{describe_export_error(str(err))}", hint="serve it with --runtime mlflow") from None
     onx = onnx.load(str(path))
     _rename_io(onx, [spec.name for spec in inputs], output_names)
     onnx.save(onx, str(path))
@@ -299,7 +302,7 @@ def export_trees(flavor: str, model_dir: Path, inputs: list[InputSpec], sample: 
     import onnx
 
     if len(inputs) != 1:
-        raise ChimlError(f"{flavor} models take one input matrix")
+        raise NotSupportedError(f"{flavor} models take one input matrix")
     model = load_original(flavor, model_dir)
     features = inputs[0].shape[1] if len(inputs[0].shape) == 2 and inputs[0].shape[1] > 0 else None
     features = features or sample[inputs[0].name].shape[1]
@@ -323,8 +326,8 @@ def export_trees(flavor: str, model_dir: Path, inputs: list[InputSpec], sample: 
                 opset, exporter = TREES_OPSET, "onnxmltools"
     except Exception as err:
         message = " ".join(str(err).split())[:400]
-        raise ChimlError(f"cannot convert the {type(model).__name__} to ONNX ({flavor}): {message}",
-                         hint="serve it with --runtime mlflow") from None
+        raise NotSupportedError(f"cannot convert the {type(model).__name__} to ONNX ({flavor}): {message}",
+                                hint="serve it with --runtime mlflow") from None
     _drop_zipmap(onx)
     _rename_io(onx, [inputs[0].name])
     _dynamic_batch(onx)
@@ -347,4 +350,4 @@ def export(flavor: str, model_dir: Path, inputs: list[InputSpec], sample: dict[s
         return export_keras(model_dir, inputs, sample, dest)
     if flavor in TREE_FLAVORS:
         return export_trees(flavor, model_dir, inputs, sample, dest)
-    raise ChimlError(f"no ONNX exporter for the {flavor} flavor")
+    raise NotSupportedError(f"no ONNX exporter for the {flavor} flavor")
