@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chiml.cluster import GPU_NODE_LABEL, GPU_RESOURCE
 from chiml.images import load_catalog
 from chiml.kube import jobs, secrets
 from chiml.kube.values import load_values
@@ -111,13 +112,15 @@ def test_image_is_the_notebooks_variant_and_gpu_takes_its_cuda_build(tmp_path: P
     gpu = rendered(tmp_path, gpu__enabled=True)
     pod = gpu["Deployment"]["spec"]["template"]["spec"]
     assert container(gpu)["image"] == catalog.ref("trainer", "notebooks-cuda")
-    assert container(gpu)["resources"]["limits"][jobs.GPU_RESOURCE] == "1"
-    assert pod["runtimeClassName"] == jobs.GPU_RUNTIME_CLASS
-    assert pod["nodeSelector"] == dict([jobs.GPU_NODE_LABEL])
-    # the label Terraform's agent module puts on GPU nodes, and only on them
-    label, value = jobs.GPU_NODE_LABEL
-    assert agent_labels(gpu=True)[label] == value and agent_labels(gpu=False).get(label) != value
-    assert {"key": jobs.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert container(gpu)["resources"]["limits"][GPU_RESOURCE] == "1"
+    # placed like a training Job that asks for a GPU (chiml.kube.jobs)
+    job = jobs.job_object(jobs.TrainJob(name="t", namespace=NAMESPACE, script="s.py", code=b"", env={},
+                                        image="i", gpus=1))["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == job["runtimeClassName"]
+    assert pod["nodeSelector"] == job["nodeSelector"] == {GPU_NODE_LABEL: "true"}
+    assert all(toleration in pod["tolerations"] for toleration in job["tolerations"])
+    # the label Terraform puts on GPU nodes, and only on them
+    assert agent_labels(gpu=True)[GPU_NODE_LABEL] == "true" and agent_labels(gpu=False).get(GPU_NODE_LABEL) != "true"
     variants = {v.name: v for v in catalog.get("trainer").variants}
     assert variants["notebooks-cuda"].args["ACCELERATOR"] == "cuda"
     assert variants["notebooks-cuda"].args["FRAMEWORKS"] == variants["notebooks"].args["FRAMEWORKS"]
