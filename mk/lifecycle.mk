@@ -16,7 +16,7 @@ bench-tuning: install ## trials/min of `chiml tune` with 1 and 2 workers (goal: 
 FRAMEWORK_GROUPS := classic torch tensorflow jax notebooks
 FRAMEWORKS_STAMP := $(VENV)/.frameworks
 
-.PHONY: frameworks frameworks-test
+.PHONY: frameworks frameworks-test lock-cuda
 $(FRAMEWORKS_STAMP): $(STAMP) $(CONSTRAINTS) $(foreach g,$(FRAMEWORK_GROUPS),services/trainer/frameworks/$(g).txt)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) $(foreach g,$(FRAMEWORK_GROUPS),-r services/trainer/frameworks/$(g).txt)
 	$(BIN)/python -m pip check
@@ -26,3 +26,6 @@ frameworks: $(FRAMEWORKS_STAMP) ## install every framework group (TF/Keras, JAX,
 
 frameworks-test: frameworks ## every framework example end to end on a local platform, kernels, JupyterLab
 	$(BIN)/python -m pytest -q tests/frameworks
+
+lock-cuda: install ## re-resolve the CUDA trainer variants' pins against PyPI (services/trainer/frameworks/cuda; ~10 min)
+	$(BIN)/python scripts/lock_cuda.py

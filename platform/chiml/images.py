@@ -44,12 +44,13 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Variant:
-    """Another tag built from the same Dockerfile with other build arguments."""
+    """Another tag (``<version>-<name>``) built from the same Dockerfile with other build arguments."""
 
     name: str
     args: dict[str, str]
     local: bool  # False: only the release workflow builds it (e.g. the CUDA trainer)
     platforms: tuple[str, ...] = ("linux/amd64",)
+    helm: dict[str, dict[str, str]] = field(default_factory=dict)  # as Image.helm, naming this variant
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,12 @@ class Catalog:
         """The values keys (dotted paths) of one Helm release that name our images, and their values."""
         settings: dict[str, str] = {}
         for image in self.images.values():
-            for key, form in image.helm.get(release, {}).items():
-                value = {"ref": self.ref(image.name), "repository": self.repository(image.name), "tag": self.version}
-                settings[key] = value[form]
+            for variant in (None, *image.variants):
+                keys = (variant.helm if variant else image.helm).get(release, {})
+                ref = self.ref(image.name, variant.name if variant else None)
+                for key, form in keys.items():
+                    value = {"ref": ref, "repository": self.repository(image.name), "tag": ref.rpartition(":")[2]}
+                    settings[key] = value[form]
         return settings
 
     def apply(self, release: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -132,21 +136,24 @@ def load_catalog(path: Path = CATALOG, registry: str | None = None) -> Catalog:
         raise ChimlError(f"{path}: cannot read the image catalog: {err}") from None
     root = path.resolve().parents[1]
     images: dict[str, Image] = {}
+    def helm_keys(raw: Any, where: str) -> dict[str, dict[str, str]]:
+        for release, keys in (raw or {}).items():
+            for key, form in (keys or {}).items():
+                if form not in HELM_FORMS:
+                    raise ChimlError(f"{path.name}: {where}.helm.{release}.{key}: {form!r} is not one of {HELM_FORMS}")
+        return {release: dict(keys or {}) for release, keys in (raw or {}).items()}
+
     for name, raw in (data.get("images") or {}).items():
         where = f"images.{name}"
         if not isinstance(raw, dict) or "dockerfile" not in raw or "context" not in raw:
             raise ChimlError(f"{path.name}: {where} needs dockerfile and context")
-        helm = raw.get("helm") or {}
-        for release, keys in helm.items():
-            for key, form in (keys or {}).items():
-                if form not in HELM_FORMS:
-                    raise ChimlError(f"{path.name}: {where}.helm.{release}.{key}: {form!r} is not one of {HELM_FORMS}")
         variants = tuple(
             Variant(
                 vname,
                 _str_dict((v or {}).get("args"), f"{where}.variants.{vname}.args"),
                 bool((v or {}).get("local", True)),
                 tuple((v or {}).get("platforms") or ("linux/amd64",)),
+                helm_keys((v or {}).get("helm"), f"{where}.variants.{vname}"),
             )
             for vname, v in (raw.get("variants") or {}).items()
         )
@@ -158,7 +165,7 @@ def load_catalog(path: Path = CATALOG, registry: str | None = None) -> Catalog:
             args=_str_dict(raw.get("args"), f"{where}.args"),
             variants=variants,
             unbuildable=raw.get("unbuildable"),
-            helm={release: dict(keys or {}) for release, keys in helm.items()},
+            helm=helm_keys(raw.get("helm"), where),
             platforms=tuple(raw.get("platforms") or ("linux/amd64",)),
             contexts={key: root / value for key, value in _str_dict(raw.get("contexts"), f"{where}.contexts").items()},
         )
@@ -255,9 +262,10 @@ def image_size(engine: str, ref: str) -> int | None:
 def build_command(engine: str, catalog: Catalog, image: Image, variant: Variant | None,
                   extra: list[str], base_image: str | None = None, host_pip: bool = False) -> list[str]:
     args = {"BASE_IMAGE": base_image or catalog.base_image, **image.args, **(variant.args if variant else {})}
-    if host_pip and "TORCH_INDEX_URL" in args and variant is None:
+    if host_pip and "TORCH_INDEX_URL" in args:
         # The host's pip configuration decides which torch wheel the build gets (on CI machines a
-        # local folder with the CPU wheel); a test checks the image's torch has no CUDA.
+        # local folder with the CPU wheel; no other index is reachable); a test checks the
+        # image's torch has no CUDA.
         args["TORCH_INDEX_URL"] = ""
     verb = ["bud"] if engine == "buildah" else ["build"]
     tag = catalog.ref(image.name, variant.name if variant else None)
@@ -285,24 +293,36 @@ def build(
 ) -> list[Built]:
     """Build images (all buildable ones by default), one at a time.
 
-    ``offline``: no registry is reachable: never pull (the base must exist locally, see
-    scripts/images_setup.sh) and give the build the host's pip configuration. ``variants``: also
-    the variants that only releases build (e.g. the CUDA trainer).
+    ``names``: images (with their variants), or one tag each as ``NAME:VARIANT`` (``NAME:``: the
+    main tag only). ``offline``: no registry is reachable: never pull (the base must exist
+    locally, see scripts/images_setup.sh) and give the build the host's pip configuration.
+    ``variants``: also the variants that only releases build (e.g. the CUDA trainer).
     """
     catalog = catalog or load_catalog()
+    chosen: list[tuple[Image, list[Variant | None] | None]] = []
+    for selector in names or list(catalog.images):
+        name, colon, wanted = selector.partition(":")
+        image = catalog.get(name)
+        if not colon:
+            chosen.append((image, None))
+            continue
+        match = [v for v in image.variants if v.name == wanted]
+        if wanted and not match:
+            known = ", ".join(v.name for v in image.variants) or "none"
+            raise ChimlError(f"{name} has no variant {wanted!r} (its variants: {known})")
+        chosen.append((image, list(match) if wanted else [None]))
     engine = find_engine(engine)
-    chosen = [catalog.get(n) for n in names] if names else list(catalog.images.values())
     built: list[Built] = []
     settings = host_pip_config() if offline else {}
     with pip_mounts(settings) as mounts:
         extra = (["--pull=never"] if offline and engine != "docker" else []) + mounts
-        for image in chosen:
+        for image, picked in chosen:
             if image.unbuildable:
                 if names:
                     raise ChimlError(f"{image.name} cannot be built here: {image.unbuildable}")
                 progress(f"skip {image.name}: cannot be built here: {image.unbuildable}")
                 continue
-            todo: list[Variant | None] = [None, *[v for v in image.variants if variants or v.local]]
+            todo = picked or [None, *[v for v in image.variants if variants or v.local]]
             for variant in todo:
                 ref = catalog.ref(image.name, variant.name if variant else None)
                 command = build_command(engine, catalog, image, variant, extra, base_image, host_pip=offline)

@@ -74,3 +74,44 @@ def test_frameworks_list_json_reports_installed_versions() -> None:
             assert framework["version"] == pinned, name
         assert framework["gpu"] in (True, False, None)
     assert found["torch"]["version"].startswith(_base_pins()["torch"])
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """norm(name) -> version of a pin file (extras dropped: `tensorflow[and-cuda]` pins tensorflow)."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            exact = r"[A-Za-z0-9_.\-]+(\[[a-z0-9\-,]+\])?==[0-9][A-Za-z0-9_.+\-]*"
+            assert re.fullmatch(exact, line), f"{path}: {line!r}"
+            name, version = line.split("==")
+            pins[_norm(name.split("[")[0])] = version
+    return pins
+
+
+def test_cuda_builds_pin_the_same_versions_and_only_swap_the_cpu_distributions() -> None:
+    """services/trainer/frameworks/cuda (scripts/lock_cuda.py): what a CUDA trainer variant
+    installs instead of a group's file. Same versions as the CPU group and the platform (a model
+    trained on a GPU node loads on the CPU serving runtimes), NVIDIA's libraries added, and one
+    version of every package across all CUDA files (the CUDA notebooks variant holds them all)."""
+    cuda_dir = requirements_dir() / "cuda"
+    base = _base_pins()
+    files = {path.stem: _pins(path) for path in sorted(cuda_dir.glob("*.txt"))}
+    assert "base" in files and set(files) - {"base"} <= set(GROUPS)
+    assert any(name.startswith("nvidia-") for name in files["base"]), "base.txt: the CUDA torch's libraries"
+    swapped = {"xgboost-cpu": "xgboost", "tensorflow-cpu": "tensorflow"}
+    seen: dict[str, tuple[str, str]] = {}
+    for group, pins in files.items():
+        for name, version in pins.items():
+            assert name not in base, f"cuda/{group}.txt re-pins {name} (the platform pins {base[name]})"
+            if name in seen:
+                assert seen[name][1] == version, f"{name}: cuda/{seen[name][0]} and cuda/{group} disagree"
+            seen[name] = (group, version)
+        if group == "base":
+            continue
+        cpu = {_norm(n): v for n, v in group_pins(group).items()}
+        for name, version in cpu.items():
+            target = swapped.get(name, name)
+            assert pins.get(target) == version, f"cuda/{group}.txt: {target} must stay at the CPU pin {version}"
+        assert not set(swapped) & set(pins), f"cuda/{group}.txt keeps a CPU-only distribution"
+    assert "torch" not in seen  # PyPI's torch 2.13.0 is the CUDA build: the version is the platform's
+    assert "jax-cuda13-plugin" in files["jax"] and "nvidia-cudnn-cu12" in files["tensorflow"]

@@ -57,10 +57,11 @@ def podman() -> Iterator[Podman]:
 
 @pytest.fixture(scope="session")
 def built(catalog: Catalog, podman: Podman):
-    """``built(name)``: the reference of a built image, failing the test if `make images` did not build it."""
+    """``built(name[, variant])``: the reference of a built image, failing the test if `make images`
+    did not build it."""
 
-    def ref(name: str) -> str:
-        reference = catalog.ref(name)
+    def ref(name: str, variant: str | None = None) -> str:
+        reference = catalog.ref(name, variant)
         if not podman.image_exists(reference):
             pytest.fail(f"image {reference} is not built: run `make images`")
         return reference

@@ -113,3 +113,30 @@ def test_import_command_streams_into_k3s_containerd_over_the_deployment_ssh_conf
                        f"ssh -F {config} chiml-agent-0 'sudo k3s ctr images import -'")
     with pytest.raises(ChimlError, match="run `chiml up`"):
         images.ssh_hosts(tmp_path / "missing")
+
+
+def test_one_tag_is_selected_as_name_colon_variant_and_a_typo_is_one_line() -> None:
+    catalog = images.load_catalog()
+    with pytest.raises(ChimlError, match=r"trainer has no variant 'nope' \(its variants: classic, torch"):
+        images.build(["trainer:nope"], catalog=catalog)
+    with pytest.raises(ChimlError, match="no image 'nope'"):
+        images.build(["nope:x"], catalog=catalog)
+
+
+def test_trainer_variants_name_framework_groups_that_exist() -> None:
+    """Every variant's FRAMEWORKS names group files (CPU, or their CUDA build), and JupyterLab's
+    chart is given the notebooks variant and its CUDA build."""
+    from chiml.frameworks import requirements_dir
+
+    catalog = images.load_catalog()
+    trainer = catalog.get("trainer")
+    for variant in trainer.variants:
+        args = {**trainer.args, **variant.args}
+        for group in args["FRAMEWORKS"].replace(",", " ").split():
+            assert (requirements_dir() / f"{group}.txt").is_file(), f"{variant.name}: no group {group}"
+        assert args["ACCELERATOR"] in ("cpu", "cuda")
+        assert (args["ACCELERATOR"] == "cuda") == variant.name.endswith("cuda"), variant.name
+    settings = catalog.helm_settings("jupyterlab")
+    assert settings["image.tag"] == f"{catalog.version}-notebooks"
+    assert settings["gpu.image.tag"] == f"{catalog.version}-notebooks-cuda"
+    assert settings["image.repository"] == catalog.repository("trainer")

@@ -38,8 +38,9 @@ def test_values_name_exactly_the_images_the_build_makes(monkeypatch: pytest.Monk
     monkeypatch.delenv("CHIML_IMAGE_REGISTRY", raising=False)
     catalog = load_catalog()
     checked = 0
-    for image in catalog.images.values():
-        for release, keys in image.helm.items():
+    owners = [owner for image in catalog.images.values() for owner in (image, *image.variants)]
+    for owner in owners:  # an image, or a variant naming its own tag (the trainer's notebooks builds)
+        for release, keys in owner.helm.items():
             sources = [REPO / "helm" / "values" / f"{release}.yaml", REPO / "helm" / "charts" / release / "values.yaml"]
             for dotted in keys:
                 expected = catalog.helm_settings(release)[dotted]

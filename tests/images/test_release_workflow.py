@@ -60,6 +60,46 @@ def test_the_release_workflow_runs_actionlint_itself() -> None:
     assert any("make images-lint" in run for run in runs), runs
 
 
+def _release_images(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "release_images.py"), *args],
+                          capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_publish_runs_one_job_per_tag_and_records_every_digest(tmp_path: Path) -> None:
+    """The publish matrix is `release_images.py --units`: every tag of services/images.yaml once
+    (the CUDA trainer variants each need a runner's disk); the record merges the jobs' digests."""
+    import json
+
+    from chiml.images import load_catalog
+
+    flow = yaml.safe_load(WORKFLOW.read_text())
+    publish = flow["jobs"]["publish"]
+    assert publish["strategy"]["matrix"]["unit"] == "${{ fromJSON(needs.test.outputs.units) }}"
+    assert flow["jobs"]["record"]["needs"] == "publish"
+    done = _release_images("--units")
+    assert done.returncode == 0, done.stderr
+    units = json.loads(done.stdout)
+    catalog = load_catalog()
+    tags = {catalog.ref(i.name, None) for i in catalog.images.values()}
+    tags |= {catalog.ref(i.name, v.name) for i in catalog.images.values() for v in i.variants}
+    selected = {catalog.ref(u.partition(":")[0], u.partition(":")[2] or None) for u in units}
+    assert len(units) == len(selected) and selected == tags
+    assert "trainer:notebooks-cuda" in units
+    bad = _release_images("--base-digest", "sha256:0", "--digests", str(tmp_path / "d.json"), "trainer:nope")
+    assert bad.returncode != 0 and "trainer has no variant 'nope'" in bad.stderr
+    parts = []
+    for index, ref in enumerate(("r/a:1", "r/b:1-cuda")):
+        part = tmp_path / f"part{index}.json"
+        part.write_text(json.dumps({"base": "b@sha256:1", "images": {ref: {"digest": f"sha256:{index}"}},
+                                    "not_built": {"serving-tensorrt": "nvcr.io"} if index else {}}))
+        parts.append(str(part))
+    merged = tmp_path / "all.json"
+    assert _release_images("--merge", str(merged), *parts).returncode == 0
+    record = json.loads(merged.read_text())
+    assert record["images"] == {"r/a:1": {"digest": "sha256:0"}, "r/b:1-cuda": {"digest": "sha256:1"}}
+    assert record["base"] == "b@sha256:1" and record["not_built"] == {"serving-tensorrt": "nvcr.io"}
+
+
 def test_every_action_is_pinned_by_commit() -> None:
     """A tag can be moved to other code; a commit cannot: every `uses:` names a full SHA, with
     the release it is in a comment for the reader (and for update bots)."""

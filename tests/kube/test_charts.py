@@ -114,7 +114,7 @@ def test_chart_lints_renders_and_validates(helm: str, chart: str, tmp_path: Path
 
 def test_values_files_enable_ingress_with_auth(helm: str, tmp_path: Path):
     """The UIs chiml installs are reachable only through the basic-auth middleware."""
-    for chart in ("optuna-dashboard", "tensorboard"):
+    for chart in ("optuna-dashboard", "tensorboard", "jupyterlab"):
         docs = render(helm, chart, values_file_for(chart, tmp_path))
         ingresses = [d for d in docs if d["kind"] == "Ingress"]
         assert len(ingresses) == 1, chart

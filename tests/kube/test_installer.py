@@ -71,7 +71,7 @@ def test_fresh_install_in_order_with_helm4_flags(loaded, cluster, fake_helm: Fak
     # credentials were generated into Secrets before the first release, not into values
     assert kube_api.core.calls.index("create_secret chiml/chiml-s3") < len(kube_api.core.calls)
     assert {name for (_, name) in kube_api.core.secrets} == {
-        "chiml-s3", "chiml-ui-auth", "chiml-inference-auth", "chiml-pg-mlflow", "chiml-pg-optuna",
+        "chiml-s3", "chiml-ui-auth", "chiml-inference-auth", "chiml-pg-mlflow", "chiml-pg-optuna", "chiml-jupyterlab",
     }
     assert installed["postgres"]["values"]["cluster"]["roles"][0]["passwordSecret"]["name"] == "chiml-pg-optuna"
     ui = kube_api.read_secret("chiml", "chiml-ui-auth")

@@ -52,10 +52,12 @@ def test_status_secrets_and_uris_after_install(loaded, cluster, fake_helm, kube_
     assert by_name["mlflow"].healthy and by_name["mlflow"].url == "http://mlflow.203.0.113.7.nip.io"
     assert not by_name["tensorboard"].healthy and by_name["tensorboard"].detail.startswith("0/1 pods ready")
     assert by_name["optuna-dashboard"].url == "http://optuna.203.0.113.7.nip.io"
+    assert by_name["jupyterlab"].url == "http://jupyterlab.203.0.113.7.nip.io"  # the chart's ingress host
     assert not by_name["kserve"].healthy  # no controller pod reported
     secrets = profile.secrets()
     assert secrets["ui_username"] == "chiml" and len(secrets["ui_password"]) == 24
     assert len(secrets["inference_token"]) == 40 and secrets["s3_access_key_id"]
+    assert len(secrets["jupyterlab_token"]) == 48
     before = dict(os.environ)
     assert profile.tracking_uri() == "http://mlflow.203.0.113.7.nip.io"
     assert profile.tracking_credentials() == {

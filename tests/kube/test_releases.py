@@ -53,7 +53,8 @@ def test_every_release_is_pinned_and_ordered():
             assert names.index(dep) < names.index(release.name)
     expected = {
         "cert-manager", "gpu-operator", "cnpg", "postgres", "seaweedfs", "mlflow", "optuna-dashboard",
-        "tensorboard", "kserve-crd", "kserve-resources", "chiml-runtimes", "chiml-auth", "chiml-network-policies",
+        "tensorboard", "jupyterlab", "kserve-crd", "kserve-resources", "chiml-runtimes", "chiml-auth",
+        "chiml-network-policies",
     }
     assert set(names) == expected
     assert releases.get("gpu-operator").when == "gpu"

@@ -19,6 +19,7 @@ MAY_PRINT = {
     "chiml/cli",  # the only renderer
     "chiml/lifecycle/runner.py", "chiml/lifecycle/worker.py", "chiml/local/exec_program.py",  # child processes
     "chiml/frameworks/__init__.py",  # the probe it runs in a child interpreter prints its answer
+    "chiml/local/kernelspec.py",  # a script the trainer image's build runs (services/trainer/Dockerfile)
 }  # fmt: skip
 
 

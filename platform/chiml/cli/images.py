@@ -15,7 +15,11 @@ images_app = typer.Typer(help="Build chiml's container images (services/images.y
 @images_app.command("build")
 def build_command(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="images to build (default: all buildable here)")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="images to build (default: all buildable here), or one tag as NAME:VARIANT "
+                            "(e.g. trainer:jax; NAME: for the main tag only)"),
+    ] = None,
     push: Annotated[
         str | None, typer.Option("--push", metavar="REGISTRY", help="tag under REGISTRY (e.g. ghcr.io/me) and push")
     ] = None,

@@ -21,6 +21,9 @@ from chiml.kube.kubeapi import KubeApi
 S3_SECRET = "chiml-s3"
 UI_AUTH_SECRET = "chiml-ui-auth"
 INFERENCE_AUTH_SECRET = "chiml-inference-auth"
+# JupyterLab's own token (helm/charts/jupyterlab reads it by secretKeyRef), behind the UI auth
+JUPYTERLAB_SECRET = "chiml-jupyterlab"
+JUPYTERLAB_TOKEN_KEY = "token"
 # one PostgreSQL role (and database) per application; CloudNativePG reads basic-auth Secrets
 MLFLOW_PG_SECRET = "chiml-pg-mlflow"
 OPTUNA_PG_SECRET = "chiml-pg-optuna"
@@ -106,6 +109,7 @@ def generate(namespace: str) -> list[GeneratedSecret]:
         # CloudNativePG takes a role's password from a basic-auth Secret whose username is the role
         GeneratedSecret(MLFLOW_PG_SECRET, {"username": MLFLOW_PG_ROLE, "password": random_token(32)}, {}, BASIC_AUTH),
         GeneratedSecret(OPTUNA_PG_SECRET, {"username": OPTUNA_PG_ROLE, "password": random_token(32)}, {}, BASIC_AUTH),
+        GeneratedSecret(JUPYTERLAB_SECRET, {JUPYTERLAB_TOKEN_KEY: random_token(48)}, {}),
     ]
 
 
@@ -122,7 +126,8 @@ def ensure_platform_secrets(api: KubeApi, namespace: str) -> list[str]:
 
 
 def delete_platform_secrets(api: KubeApi, namespace: str) -> None:
-    for name in (S3_SECRET, UI_AUTH_SECRET, INFERENCE_AUTH_SECRET, MLFLOW_PG_SECRET, OPTUNA_PG_SECRET):
+    for name in (S3_SECRET, UI_AUTH_SECRET, INFERENCE_AUTH_SECRET, MLFLOW_PG_SECRET, OPTUNA_PG_SECRET,
+                 JUPYTERLAB_SECRET):
         api.delete_secret(namespace, name)
 
 
@@ -139,6 +144,9 @@ def read_platform_secrets(api: KubeApi, namespace: str) -> dict[str, str]:
     if s3:
         out["s3_access_key_id"] = s3.get("AWS_ACCESS_KEY_ID", "")
         out["s3_secret_access_key"] = s3.get("AWS_SECRET_ACCESS_KEY", "")
+    jupyterlab = api.read_secret(namespace, JUPYTERLAB_SECRET)
+    if jupyterlab:
+        out["jupyterlab_token"] = jupyterlab.get(JUPYTERLAB_TOKEN_KEY, "")
     for app, secret_name in (("mlflow", MLFLOW_PG_SECRET), ("optuna", OPTUNA_PG_SECRET)):
         pg = api.read_secret(namespace, secret_name)
         if pg:

@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 
 from chiml.config import LoadedConfig
+from chiml.local import kernelspec
 from chiml.local.layout import HomeLayout
 
-KERNEL_NAME = "chiml"
+KERNEL_NAME = kernelspec.KERNEL_NAME
 TOKEN_FILE = "jupyterlab-token"
 
 
@@ -106,17 +107,7 @@ def write_files(loaded: LoadedConfig) -> None:
 
 def write_kernelspec(home: Path, python: str | None = None) -> Path:
     """The ``chiml`` kernel: the platform's interpreter, with this home."""
-    spec = {
-        "argv": [python or sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (chiml: all frameworks)",
-        "language": "python",
-        "env": {"CHIML_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"},
-        "metadata": {"debugger": True},
-    }
-    path = data_dir(home) / "kernels" / KERNEL_NAME / "kernel.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    return path
+    return kernelspec.write(data_dir(home) / "kernels", python or sys.executable, {"CHIML_HOME": str(home)})
 
 
 def command() -> list[str]:

@@ -1,4 +1,5 @@
-"""The original model, run the way its framework runs it (torch eager / scikit-learn).
+"""The original model, run the way its framework runs it (torch eager, scikit-learn, Keras,
+XGBoost, LightGBM, CatBoost).
 
 It is the reference for the correctness gate and the denominator of every speedup, and it is
 driven by the same benchmark worker as the runtimes (same process isolation, same threads).
@@ -43,7 +44,9 @@ class OriginalModelEngine:
 
             self.model = mlflow.sklearn.load_model(path)
         else:
-            raise ValueError(f"unsupported flavor {self.flavor}")
+            from chiml.optimize.export import load_original
+
+            self.model = load_original(self.flavor, Path(path))  # ChimlError for an unknown flavor
 
     def infer(self, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
         feeds = {name: np.asarray(arrays[name], dtype=self.input_dtypes.get(name)) for name in self.input_names}
@@ -61,6 +64,11 @@ class OriginalModelEngine:
                 result = self.model(*(self.torch.from_numpy(feeds[name]) for name in self.input_names))
             results = result if isinstance(result, (tuple, list)) else (result,)
             return {name: out.numpy() for name, out in zip(self.output_names, results, strict=True)}
+        if self.flavor == "tensorflow":  # Keras 3: model.predict, one array per output
+            arrays = [feeds[name] for name in self.input_names]
+            result = self.model.predict(arrays[0] if len(arrays) == 1 else arrays, verbose=0)
+            results = result if isinstance(result, (tuple, list)) else (result,)
+            return {name: np.asarray(out) for name, out in zip(self.output_names, results, strict=True)}
         matrix: Any = feeds[self.input_names[0]]
         if self.columns:
             import pandas as pd

@@ -28,7 +28,8 @@ from chiml.sites import OptimizeSite
 
 Step = Callable[[str], None]
 BASELINE_ENGINE = "chiml.optimize.baseline:OriginalModelEngine"
-FRAMEWORK = {"pytorch": "torch eager", "sklearn": "scikit-learn"}
+FRAMEWORK = {"pytorch": "torch eager", "sklearn": "scikit-learn", "tensorflow": "keras", "xgboost": "xgboost",
+             "lightgbm": "lightgbm", "catboost": "catboost"}
 
 
 @dataclass

@@ -12,7 +12,19 @@ import numpy as np
 from chiml.errors import ChimlError, InvalidInputError, NotSupportedError
 from chiml.lifecycle.mlflow_client import ModelURI, client, resolve_model_version
 
-SUPPORTED_FLAVORS = ("pytorch", "sklearn")
+SUPPORTED_FLAVORS = ("pytorch", "sklearn", "tensorflow", "xgboost", "lightgbm", "catboost")
+# Flavors with no ONNX route, why, and what to do instead (one line each).
+NO_ONNX_ROUTE = {
+    "transformers": "a transformers pipeline takes raw text, and its tokenizer is Python code no ONNX runtime runs: "
+                    "serve it with --runtime mlflow (the pyfunc runtime), or export the model with Hugging Face "
+                    "Optimum (optimum-cli export onnx) and log the tokenizer's output as the model's input",
+    "python_function": "a python_function model (e.g. a JAX model logged as a PythonModel) is arbitrary Python, "
+                       "which no exporter traces: serve it with --runtime mlflow (the pyfunc runtime), or log the "
+                       "network in a framework flavor chiml optimize exports (PyTorch, Keras, scikit-learn, "
+                       "XGBoost, LightGBM, CatBoost)",
+}
+
+
 @dataclass
 class InputSpec:
     name: str
@@ -138,10 +150,11 @@ def resolve_source(tracking_uri: str, model_uri: str, workdir: Path, sample_path
     mlmodel = Model.load(str(path))
     flavor = next((name for name in SUPPORTED_FLAVORS if name in mlmodel.flavors), None)
     if flavor is None:
-        flavors = ", ".join(sorted(k for k in mlmodel.flavors if k != "python_function")) or "pyfunc only"
-        raise NotSupportedError(
-            f"{model_uri} is a {flavors} model: chiml optimize handles PyTorch and scikit-learn models"
-        )
+        reason = next((why for name, why in NO_ONNX_ROUTE.items() if name in mlmodel.flavors), None)
+        flavors = ", ".join(sorted(k for k in mlmodel.flavors if k != "python_function")) or "python_function"
+        raise NotSupportedError(f"{model_uri} is a {flavors} model: "
+                                + (reason or "chiml optimize exports PyTorch, Keras, scikit-learn, XGBoost, "
+                                             "LightGBM and CatBoost models; serve this one with --runtime mlflow"))
 
     if mlmodel.signature is not None:
         inputs = _schema_inputs(mlmodel.signature)

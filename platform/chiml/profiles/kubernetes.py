@@ -19,6 +19,7 @@ SERVICES: list[tuple[str, str, str, str, str | None]] = [
     ("mlflow", "mlflow", "", "app.kubernetes.io/instance=mlflow", "mlflow"),
     ("optuna-dashboard", "optuna-dashboard", "", "app.kubernetes.io/instance=optuna-dashboard", "optuna"),
     ("tensorboard", "tensorboard", "", "app.kubernetes.io/instance=tensorboard", "tensorboard"),
+    ("jupyterlab", "jupyterlab", "", "app.kubernetes.io/instance=jupyterlab", "jupyterlab"),
     ("postgresql", "postgres", "", "cnpg.io/cluster=postgres-cluster", None),
     ("s3 (seaweedfs)", "seaweedfs", "", "app.kubernetes.io/instance=seaweedfs", None),
     ("kserve", "kserve-resources", "kserve", "control-plane=kserve-controller-manager", None),
