@@ -92,7 +92,9 @@ class JobApi:
         )
         try:
             pending = b""
-            for chunk in response.stream(4096):
+            # read1: whatever has arrived, at once; read()/stream() would wait for a full buffer on a
+            # response that is not chunked, holding back the lines of a quiet run
+            while chunk := response.read1(4096):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
