@@ -146,11 +146,13 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial(
 ) -> None:
     cluster = make_cluster(platform, postgres)
     killed: list[int] = []
+    inspector = open_storage(postgres.url("optuna"))  # the test's own view of the database, opened beforehand
 
     def kill_a_busy_worker(snapshot: StudyProgress) -> None:
         if killed or not snapshot.running:
             return
-        running = [t for t in study(postgres, "cluster-crash").trials if t.state.name == "RUNNING"]
+        trials = optuna.load_study(study_name="cluster-crash", storage=inspector).trials
+        running = [t for t in trials if t.state.name == "RUNNING"]
         for entry in list(cluster.core.job_pods.values()):
             process = entry.get("processes", {}).get("worker")
             if running and process is not None and process.pid == running[0].user_attrs["chiml.worker_pid"]:
