@@ -81,6 +81,13 @@ class Platform:
 
         return run_study(self, str(target), **options)
 
+    @property
+    def runs(self) -> Any:
+        """Training runs and studies: ``list()``, ``logs(run_id, follow=True)``, ``cancel(run_id)``."""
+        from chiml.lifecycle.runs import Runs
+
+        return Runs(self)
+
     # ----------------------------------------------------------------- model registry
     @property
     def models(self) -> Any:

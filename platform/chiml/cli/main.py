@@ -29,7 +29,7 @@ app = typer.Typer(
 _NOT_COMMANDS = {"common", "main"}
 # `--help` lists commands in registration order: the platform first, then the lifecycle as a
 # user walks it. Modules not named here (a new capability) follow alphabetically.
-_HELP_ORDER = ["platform", "train", "tune", "models", "optimize", "deploy", "predict", "endpoints", "lease"]
+_HELP_ORDER = ["platform", "train", "tune", "runs", "models", "optimize", "deploy", "predict", "endpoints", "lease"]
 
 
 @app.callback()

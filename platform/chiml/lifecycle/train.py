@@ -25,6 +25,7 @@ from typing import Any
 
 from chiml.errors import ChimlError, NotSupportedError
 from chiml.lifecycle import mlflow_server
+from chiml.lifecycle.runs import process_tags, start_detached
 from chiml.lifecycle.supervise import echo_here, runner_command, supervise
 from chiml.lifecycle.target import resolve
 from chiml.lifecycle.tracking import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
@@ -108,6 +109,7 @@ def run_training(
         "chiml.kind": "train",
         "chiml.target": resolved.spec,
         "chiml.params": json.dumps(params, default=str)[:5000],
+        **process_tags(os.getpid()),  # this process supervises it (`chiml runs cancel` interrupts it)
         **(tags or {}),
     }
     run = client.create_run(experiment_id, run_name=run_name, tags=run_tags)
@@ -132,8 +134,6 @@ def run_training(
     if on_start is not None:
         on_start(run_id, url)
     if detach:
-        from chiml.lifecycle.runs import start_detached
-
         start_detached(platform, client, run_id, resolved.spec, list(args), env, workdir, timeout)
         return TrainResult(run_id, url, "RUNNING", -1, None, experiment, experiment_id, str(tb_dir))
     try:
