@@ -47,6 +47,7 @@ class Cluster:
             mlflow_uri=incluster.mlflow_uri(HELM, NAMESPACE),
             logs=incluster.tensorboard_logs(HELM, NAMESPACE),
             optuna=incluster.optuna_database(HELM, NAMESPACE),
+            helm_dir=HELM,
         )
 
     def set_secret(self, name: str, data: dict[str, str]) -> None:

@@ -126,3 +126,11 @@ def tensorboard_logs(helm_dir: Path, namespace: str) -> LogStore:
         access_key=SecretKey(secret, logdir["accessKeyKey"]),
         secret_key=SecretKey(secret, logdir["secretKeyKey"]),
     )
+
+
+def serving_resources(helm_dir: Path, runtime: str) -> dict[str, Any]:
+    """The resources a runtime's serving pod gets (helm/values/chiml-runtimes.yaml over the chart's
+    defaults): TensorRT plans are served by Triton, every other runtime by its own image."""
+    _, _, values = _release_values(load_releases(helm_dir), "chiml-runtimes", "unused")
+    section = values["triton"] if runtime == "tensorrt" else values["runtimes"][runtime]
+    return dict(section.get("resources") or {})

@@ -39,6 +39,7 @@ class ClusterSite:
     mlflow_uri: str  # in-cluster
     logs: LogStore  # the TensorBoard log root on S3
     optuna: OptunaDatabase
+    helm_dir: Path | None = None  # where the Helm layer is defined (the serving runtimes' resources)
 
     def tensorboard_env(self, *parts: str) -> tuple[dict[str, str], dict[str, incluster.SecretKey]]:
         """(env, secret env) that make a pod write TensorBoard events under ``<log root>/<parts>``:
@@ -66,6 +67,7 @@ def cluster_site(platform: Any, connect: bool = True) -> ClusterSite:
         mlflow_uri=incluster.mlflow_uri(helm, namespace),
         logs=incluster.tensorboard_logs(helm, namespace),
         optuna=incluster.optuna_database(helm, namespace),
+        helm_dir=helm,
     )
 
 
