@@ -3,15 +3,22 @@ creates, nodes like the Terraform modules label them, and the in-cluster address
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import optuna
+import pytest
 from kubernetes.client import V1Namespace, V1ObjectMeta
 
 from chiml.kube import incluster
 from chiml.kube.jobapi import JobApi
 from chiml.kube.kubeapi import KubeApi
 from chiml.kube.secrets import ensure_platform_secrets
+from chiml.lifecycle import storage as storage_module
 from chiml.lifecycle.cluster import ClusterSite
 from tests.kube.fake_kube import FakeBatchV1Api, FakeCoreV1Api, PodScript
 from tests.kube.test_jobs import terraform_gpu_labels
@@ -60,3 +67,30 @@ class Cluster:
         assert self.batch.jobs == {}
         assert self.core.job_pods == {}
         assert self.core.config_maps == {}
+
+
+@contextlib.contextmanager
+def on_the_laptop() -> Iterator[list[str]]:
+    """Record (and fail) any attempt of this process, the laptop, to resolve an in-cluster name, open
+    the Optuna storage or write to an s3:// URL as a local folder; the caller asserts the list is empty."""
+    attempts: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and (host.endswith(".svc") or ".svc." in host or host.endswith(f".{NAMESPACE}")):
+            attempts.append(host)
+            raise AssertionError(f"the laptop tried to reach the in-cluster address {host}")
+        return real(host, *args, **kwargs)
+
+    def no_storage(*args: Any, **kwargs: Any) -> Any:
+        attempts.append("optuna storage")
+        raise AssertionError("the laptop opened the Optuna storage")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", getaddrinfo)
+        patch.setattr(storage_module, "open_storage", no_storage)
+        patch.setattr(optuna.storages.RDBStorage, "__init__", no_storage)
+        yield attempts
+    # an s3:// log root handed to Path() becomes the local folder ./s3:/bucket/...
+    if Path("s3:").exists():
+        attempts.append(f"{Path('s3:').resolve()} (an s3:// URL used as a local path)")

@@ -9,11 +9,8 @@ progress from MLflow only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +22,6 @@ from mlflow import MlflowClient
 from chiml.errors import ChimlError
 from chiml.kube import incluster
 from chiml.kube.secrets import OPTUNA_PG_SECRET
-from chiml.lifecycle import storage as storage_module
 from chiml.lifecycle.remote_tune import StudyFailed, run_study_on_cluster
 from chiml.lifecycle.storage import open_storage
 from chiml.lifecycle.study import HOST_ATTR, OUTCOME_ATTR, SESSION_ATTR, lost
@@ -35,7 +31,7 @@ from tests.kube.fake_kube import PodScript
 from tests.kube.schemas import validate
 
 from .conftest import LifecyclePlatform
-from .kube_cluster import HELM, NAMESPACE, Cluster, service_routes
+from .kube_cluster import HELM, NAMESPACE, Cluster, on_the_laptop, service_routes
 
 pytestmark = pytest.mark.e2e
 
@@ -55,29 +51,6 @@ def project(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "search.py").write_text(SCRIPT)
     return folder
-
-
-@contextlib.contextmanager
-def on_the_laptop() -> Iterator[list[str]]:
-    """Fail if this process (the laptop) resolves an in-cluster name or opens the Optuna storage."""
-    attempts: list[str] = []
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and (host.endswith(".svc") or ".svc." in host or host.endswith(f".{NAMESPACE}")):
-            attempts.append(host)
-            raise AssertionError(f"the laptop tried to reach the in-cluster address {host}")
-        return real(host, *args, **kwargs)
-
-    def no_storage(*args: Any, **kwargs: Any) -> Any:
-        attempts.append("optuna storage")
-        raise AssertionError("the laptop opened the Optuna storage")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket, "getaddrinfo", getaddrinfo)
-        patch.setattr(storage_module, "open_storage", no_storage)
-        patch.setattr(optuna.storages.RDBStorage, "__init__", no_storage)
-        yield attempts
 
 
 def make_cluster(platform: LifecyclePlatform, postgres: ManagedPostgres, gpu_nodes: int = 0) -> Cluster:
