@@ -248,7 +248,7 @@ def pod_spec(job: JobPlan) -> dict[str, Any]:
     env = _env(job)
     if job.requirements:
         env.append({"name": "PYTHONPATH", "value": DEPS_DIR})
-    mounts = [{"name": "workspace", "mountPath": WORKDIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "workspace", "mountPath": WORKDIR}, {"name": "tmp", "mountPath": "/tmp"}]
     if job.files:
         mounts.append({"name": "code", "mountPath": CODE_MOUNT, "readOnly": True})
     security: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}

@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,40 +51,53 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
 
 
 class StudyFailed(ChimlError):
-    """The study's Job failed on the cluster (a worker's configuration error, pods that cannot start)."""
+    """The study's Job failed on the cluster (a worker's configuration error, pods that cannot start),
+    or was deleted (``cancelled``: `chiml runs cancel`)."""
+
+    def __init__(self, message: str, cancelled: bool = False) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
+
+
+@dataclass
+class Session:
+    """One `chiml tune` call on a cluster: its Job's name is the session its workers count."""
+
+    name: str
+    target: str  # what the pods run, relative to their working directory
+    trials: int
+    workers: int
+    threads: int
+    seed: int | None
+    deadline: float | None
+    params: dict[str, Any]
+    args: list[str]
+    gpus: int
+    retries: int
+    heartbeat: tuple[int, int]
 
 
 def build(
     platform: Any,
     site: ClusterSite,
+    session: Session,
     *,
-    name: str,
-    target: str,
     code: bytes,
-    trials: int,
-    workers: int,
     settings: dict[str, Any],
     experiment: str,
     experiment_id: str,
     parent_run_id: str,
-    threads: int,
-    seed: int | None,
-    deadline: float | None,
-    params: dict[str, Any],
-    args: list[str],
-    gpus: int,
-    retries: int,
-    heartbeat: tuple[int, int],
 ) -> jobs.JobPlan:
-    """The Indexed Job of one tuning session (``name`` is also the session the workers count)."""
+    """The Indexed Job of one tuning session."""
     cfg = platform.config.training
+    name, threads, gpus = session.name, session.threads, session.gpus
     tb_env, secret_env = site.tensorboard_env(experiment, settings["study"])
     tb_root = tb_env.pop(ENV_TB_LOGDIR)
     spec = WorkerSpec(
         storage="",  # $CHIML_OPTUNA_STORAGE: Kubernetes fills in the role's credentials
         study=settings["study"],
-        target=target,
-        goal=trials,
+        target=session.target,
+        goal=session.trials,
         session=name,
         tracking_uri=site.mlflow_uri,
         experiment_id=experiment_id,
@@ -94,15 +107,15 @@ def build(
         metric=settings["metric"],
         sampler=settings["sampler"] or settings["defaults"][0],  # what the study remembers wins (create)
         pruner=settings["pruner"] or settings["defaults"][1],
-        seed=seed,
+        seed=session.seed,
         threads=threads,
-        deadline=deadline,
+        deadline=session.deadline,
         lock_path=None,  # workers on several nodes: the database's advisory lock
         create={key: settings[key] for key in ("direction", "metric", "sampler", "pruner", "target", "experiment",
                                                "defaults")},
-        heartbeat=heartbeat,
-        overrides=dict(params),
-        args=list(args),
+        heartbeat=session.heartbeat,
+        overrides=dict(session.params),
+        args=list(session.args),
     )
     secret_env = {**secret_env, USER_ENV: site.optuna.username, PASSWORD_ENV: site.optuna.password}
     env = {
@@ -131,8 +144,8 @@ def build(
         memory=cfg.memory,
         cpu_limit=cfg.cpu_limit,
         ttl_seconds=cfg.ttl_seconds,
-        workers=workers,
-        retries=retries,
+        workers=session.workers,
+        retries=session.retries,
         fatal_exit_codes=(CONFIG_ERROR,),
         labels=cluster.run_label(parent_run_id),
     )
@@ -182,19 +195,22 @@ def run_study_on_cluster(
     name = study_name or f"{cluster.safe_name(resolved.label)}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "'" in name or not name.strip():
         raise InvalidInputError(f"study name {name!r}: no quotes, not empty")
-    settings = {"study": name, "target": script, "direction": direction, "metric": metric, "sampler": sampler,
-                "pruner": pruner, "experiment": experiment, "defaults": (training.tune_sampler, training.tune_pruner)}
-    retries = max_restarts if max_restarts is not None else 2 + workers
-    deadline = time.time() + timeout if timeout else None
-    session = cluster.job_name("tune", name)
-    options = {"name": session, "target": script, "trials": trials, "workers": workers, "threads": threads,
-               "seed": seed, "deadline": deadline, "params": dict(params or {}), "args": list(args or []),
-               "gpus": gpus, "retries": retries, "heartbeat": heartbeat}
+    settings: dict[str, Any] = {
+        "study": name, "target": script, "direction": direction, "metric": metric, "sampler": sampler,
+        "pruner": pruner, "experiment": experiment, "defaults": (training.tune_sampler, training.tune_pruner),
+    }
+    session = Session(
+        name=cluster.job_name("tune", name), target=script, trials=trials, workers=workers, threads=threads,
+        seed=seed, deadline=time.time() + timeout if timeout else None, params=dict(params or {}),
+        args=list(args or []), gpus=gpus, retries=max_restarts if max_restarts is not None else 2 + workers,
+        heartbeat=heartbeat,
+    )
     if dry_run:
         site = site or cluster.cluster_site(platform, connect=False)
         settings["experiment"] = experiment or training.experiment
-        plan = build(platform, site, code=jobs.package_folder(folder, training.code_limit_bytes), settings=settings,
-                     experiment=settings["experiment"], experiment_id=DRY_RUN_ID, parent_run_id=DRY_RUN_ID, **options)
+        plan = build(platform, site, session, code=jobs.package_folder(folder, training.code_limit_bytes),
+                     settings=settings, experiment=settings["experiment"], experiment_id=DRY_RUN_ID,
+                     parent_run_id=DRY_RUN_ID)
         return jobs.objects(plan)
     code = jobs.package_folder(folder, training.code_limit_bytes)
     site = site or cluster.cluster_site(platform)
@@ -220,8 +236,8 @@ def run_study_on_cluster(
         parent_run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     settings["experiment"] = experiment
     try:
-        plan = build(platform, site, code=code, settings=settings, experiment=experiment,
-                     experiment_id=experiment_id, parent_run_id=parent_run_id, **options)
+        plan = build(platform, site, session, code=code, settings=settings, experiment=experiment,
+                     experiment_id=experiment_id, parent_run_id=parent_run_id)
         client.set_tag(parent_run_id, "chiml.job", f"{site.namespace}/{plan.name}")
         client.set_tag(parent_run_id, "chiml.where", f"kubernetes:{site.namespace}")
         cluster.submit(site.api, plan)
@@ -233,6 +249,9 @@ def run_study_on_cluster(
     try:
         watcher.run(progress, poll)
         status = "FINISHED"
+    except StudyFailed as err:
+        status = "KILLED" if err.cancelled else "FAILED"
+        raise
     except ChimlError:
         raise
     except BaseException:  # Ctrl-C: the Job goes, its workers close their trials, the study run is KILLED
@@ -335,7 +354,7 @@ class _Watcher:
         while True:
             job = self.api.read_job(namespace, name)
             if job is None:
-                raise StudyFailed(f"the Job {name} was deleted from the cluster (cancelled)")
+                raise StudyFailed(f"the Job {name} was deleted from the cluster (cancelled)", cancelled=True)
             pods = self.api.job_pods(namespace, name)
             self.restarts = max(0, len(pods) - self.plan.workers)
             self._note_failures(pods)

@@ -18,6 +18,7 @@ there and closes it with the reason.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import queue
 import signal
@@ -119,13 +120,13 @@ class Runs:
         return self._site
 
     # ----------------------------------------------------------------- reading
-    def list(self, limit: int = 20, status: str | None = None, kind: str | None = None) -> list[RunInfo]:
+    def list(self, limit: int = 20, status: str | None = None, kind: str | None = None) -> builtins.list[RunInfo]:
         """The newest runs first (reconciled with what really runs)."""
         if kind is not None and kind not in KINDS:
             raise InvalidInputError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
         experiments = [e.experiment_id for e in self.client.search_experiments()]
         kinds = [kind] if kind else list(KINDS)
-        runs: list[Any] = []
+        runs: builtins.list[Any] = []
         for wanted in kinds:
             query = f"tags.`chiml.kind` = '{wanted}'"
             if status:
@@ -208,7 +209,7 @@ class Runs:
                     self.client.set_terminated(child.info.run_id, status="KILLED")
         close_run(self.client, run_id, status, -1, [], error=reason)
 
-    def _children(self, run: Any) -> list[Any]:
+    def _children(self, run: Any) -> builtins.list[Any]:
         return list(self.client.search_runs([run.info.experiment_id],
                                             filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'",
                                             max_results=5000))
@@ -216,7 +217,7 @@ class Runs:
     # ----------------------------------------------------------------- logs
     def logs(self, run_id: str, follow: bool = False, echo: Echo | None = None, poll: float = 1.0) -> None:
         """Write the run's output to ``echo`` (default: stdout), following it while it runs with ``follow``."""
-        say = echo or (lambda line: sys.stdout.write(line))
+        say = echo or _print
         run = self._run(run_id)
         tags = run.data.tags
         if tags.get("chiml.job") and self.on_cluster and self._job_logs(tags["chiml.job"], follow, say, poll):
@@ -329,6 +330,11 @@ class Runs:
         if current.info.status == "RUNNING" or current.data.tags.get("chiml.kind") == "study":
             self._close(current, "KILLED", "cancelled")
         return self._info(self.client.get_run(run_id))
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
 
 
 def _process(tags: dict[str, str]) -> psutil.Process | None:

@@ -113,8 +113,8 @@ def open_study(
         study = optuna.load_study(study_name=name, storage=storage)
         existing = True
     except KeyError:
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction or "minimize",
-                                    load_if_exists=True)
+        study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                    direction="maximize" if direction == "maximize" else "minimize")
         existing = False
     stored = {k.removeprefix("chiml."): v for k, v in study.user_attrs.items() if k.startswith("chiml.")}
     if existing:

@@ -89,7 +89,8 @@ def run_training(
         wanted = gpus if gpus is not None else (0 if gpu is not True else 1)
         return run_on_cluster(
             platform, target, params, experiment=experiment, run_name=run_name, args=args, gpus=wanted,
-            tags=tags, timeout=timeout, echo=echo, on_start=on_start, progress=progress, cwd=cwd,
+            tags=tags, timeout=timeout, echo=echo, on_start=on_start, progress=progress,
+            cwd=Path(cwd) if cwd is not None else None,
             detach=detach, dry_run=dry_run,
         )  # fmt: skip
     if dry_run:

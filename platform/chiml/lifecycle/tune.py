@@ -473,6 +473,7 @@ def _finish(
         trial = study.best_trial
         run_id = trial.user_attrs.get(RUN_ATTR)
         model_uri = mlflow_server.run_model_uri(client, experiment_id, run_id) if run_id else None
+        assert trial.value is not None  # a COMPLETE trial has its value
         best = BestTrial(trial.number, float(trial.value), dict(trial.params), run_id, model_uri)
     record_outcome(client, parent_run_id, best, len(trials), pool.logs, status)
     return StudyResult(

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat  # the storages that keep heartbeats (RDB, cached RDB)
 from optuna.trial import FrozenTrial, TrialState
 
 from chiml.errors import ChimlError
@@ -154,7 +155,7 @@ def _next_trial(spec: WorkerSpec, url: str, study: optuna.Study) -> optuna.Trial
             if spec.session is not None:
                 trial.set_user_attr(SESSION_ATTR, spec.session)
             if spec.heartbeat:
-                study._storage.record_heartbeat(trial._trial_id)
+                _heartbeat_of(study).record_heartbeat(trial._trial_id)
     return trial
 
 
@@ -179,9 +180,15 @@ class _Heartbeats:
         assert self.interval
         while not self.stop.wait(self.interval):
             try:
-                self.study._storage.record_heartbeat(self.trial._trial_id)
+                _heartbeat_of(self.study).record_heartbeat(self.trial._trial_id)
             except Exception as err:  # a database hiccup: the next beat tries again
                 print(f"heartbeat of trial {self.trial.number} not recorded: {err}", file=sys.stderr)
+
+
+def _heartbeat_of(study: optuna.Study) -> BaseHeartbeat:
+    storage = study._storage
+    assert isinstance(storage, BaseHeartbeat), "heartbeats need a database storage"
+    return storage
 
 
 def _run_trial(spec: WorkerSpec, study: optuna.Study, trial: optuna.Trial, target: Any) -> None:
