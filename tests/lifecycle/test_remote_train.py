@@ -341,3 +341,31 @@ def test_ctrl_c_stops_a_running_pod_and_the_run_is_killed(platform: LifecyclePla
                        on_start=lambda run_id, url: created.append(run_id))
     cluster.assert_nothing_left()
     assert mlflow_run(platform, created[0]).info.status == "KILLED"
+
+
+@pytest.mark.parametrize(
+    ("command", "kinds"),
+    [
+        (["tune", "{script}", "--trials", "8", "--workers", "3", "--gpus", "1"], ["Job", "ConfigMap"]),
+        (["optimize", "models:/digits@production", "--target", "auto"], ["Job", "ConfigMap"] * 3),
+    ],
+)
+def test_cli_dry_run_of_tune_and_optimize(tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                          command: list[str], kinds: list[str]) -> None:
+    from chiml.cli.main import app
+
+    monkeypatch.setenv("CHIML_HOME", str(tmp_path / "home"))
+    config = tmp_path / "chiml.yaml"
+    config.write_text(yaml.safe_dump({"profile": "kubernetes", "kubernetes": {"helm_dir": str(REPO / "helm")}}))
+    args = [part.format(script=project / "train.py") for part in command]
+    result = CliRunner().invoke(app, [*args, "--dry-run", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    objects = json.loads(result.stdout)
+    assert [o["kind"] for o in objects] == kinds
+    for obj in objects:
+        validate(obj)
+    if command[0] == "tune":
+        spec = objects[0]["spec"]
+        assert (spec["completionMode"], spec["parallelism"]) == ("Indexed", 3)
+        assert spec["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert "-cuda" in spec["template"]["spec"]["containers"][0]["image"]

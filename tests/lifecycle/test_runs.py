@@ -34,6 +34,15 @@ def status(platform: LifecyclePlatform, run_id: str) -> str:
     return str(mlflow_server.client(platform.tracking_uri).get_run(run_id).info.status)
 
 
+def started_detached(platform: LifecyclePlatform, scripts: Path) -> tuple[str, list[psutil.Process]]:
+    """A detached run of SLOW, once it prints: its id, its supervisor and the processes under it."""
+    (scripts / "slow.py").write_text(SLOW)
+    result = run_training(platform, str(scripts / "slow.py"), {}, detach=True, cwd=scripts)
+    wait_for(lambda: "tick 1" in Path(platform.home, "runs", f"{result.run_id}.log").read_text())
+    supervisor = psutil.Process(Runs(platform).get(result.run_id).pid or 0)
+    return result.run_id, [supervisor, *supervisor.children(recursive=True)]
+
+
 def wait_for(check: Any, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -60,35 +69,26 @@ def test_detached_local_run_is_followed_to_its_end(platform: LifecyclePlatform, 
 
 
 def test_cancel_stops_a_detached_run_and_everything_it_started(platform: LifecyclePlatform, scripts: Path) -> None:
-    (scripts / "slow.py").write_text(SLOW)
-    result = run_training(platform, str(scripts / "slow.py"), {}, detach=True, cwd=scripts)
-    runs = Runs(platform)
-    wait_for(lambda: "tick 1" in Path(platform.home, "runs", f"{result.run_id}.log").read_text())
-    supervisor = psutil.Process(runs.get(result.run_id).pid or 0)
-    family = [supervisor, *supervisor.children(recursive=True)]
+    run_id, family = started_detached(platform, scripts)
     assert len(family) >= 2
-    cancelled = runs.cancel(result.run_id)
+    runs = Runs(platform)
+    cancelled = runs.cancel(run_id)
     assert cancelled.status == "KILLED"
     _, alive = psutil.wait_procs(family, timeout=30)
     assert alive == []
     with pytest.raises(InvalidInputError, match="KILLED: nothing to cancel"):
-        runs.cancel(result.run_id)
+        runs.cancel(run_id)
 
 
 def test_a_vanished_process_is_reconciled_when_listed(
     platform: LifecyclePlatform, scripts: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (scripts / "slow.py").write_text(SLOW)
-    result = run_training(platform, str(scripts / "slow.py"), {}, detach=True, cwd=scripts)
-    runs = Runs(platform)
-    wait_for(lambda: "tick 1" in Path(platform.home, "runs", f"{result.run_id}.log").read_text())
-    supervisor = psutil.Process(runs.get(result.run_id).pid or 0)
-    family = [supervisor, *supervisor.children(recursive=True)]
+    run_id, family = started_detached(platform, scripts)
     for process in family:  # kill -9: nothing closes the run
         process.send_signal(signal.SIGKILL)
     psutil.wait_procs(family, timeout=30)
     monkeypatch.setattr(runs_module, "SETTLE_S", 0.0)
-    (listed,) = [r for r in runs.list(limit=50) if r.run_id == result.run_id]
+    (listed,) = [r for r in Runs(platform).list(limit=50) if r.run_id == run_id]
     assert listed.status == "FAILED" and "process ended without closing the run" in (listed.error or "")
 
 

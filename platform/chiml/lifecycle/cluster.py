@@ -106,6 +106,21 @@ def trainer_image(configured: str | None, gpus: int) -> str:
     return load_catalog().ref("trainer", "cuda" if gpus > 0 else None)
 
 
+def code_job(training: Any, *, name: str, namespace: str, kind: str, container: str, command: list[str],
+             args: list[str], env: dict[str, str], secret_env: dict[str, incluster.SecretKey], code: bytes,
+             gpus: int, run_id: str, image: str | None = None, **spec: Any) -> jobs.JobPlan:
+    """A Job that runs the user's packed code in the trainer image, sized by the `training:` section
+    (``spec`` sets the rest: cpu, timeout, workers, retries...)."""
+    return jobs.JobPlan(
+        name=name, namespace=namespace, kind=kind, container=container,
+        image=image or trainer_image(training.image, gpus),
+        command=command, args=args, env=env, secret_env=secret_env, code=code,
+        requirements=jobs.REQUIREMENTS in jobs.packed_files(code),
+        gpus=gpus, memory=training.memory, cpu_limit=training.cpu_limit, ttl_seconds=training.ttl_seconds,
+        labels=run_label(run_id), **spec,
+    )
+
+
 # ----------------------------------------------------------------- submitting and removing
 def submit(api: Any, plan: jobs.JobPlan) -> None:
     """Create the Job, then its ConfigMap owned by it; on any failure nothing stays behind."""

@@ -66,25 +66,10 @@ def build(
     if gpus == 0:
         env[ENV_DEVICE] = "cpu"
     code = code if code is not None else jobs.package_folder(folder, cfg.code_limit_bytes)
-    return jobs.JobPlan(
-        name=cluster.job_name("train", run_name or Path(script).stem),
-        namespace=site.namespace,
-        kind="train",
-        image=image or cluster.trainer_image(cfg.image, gpus),
-        command=["python", "-m", "chiml.lifecycle.supervise"],
-        args=[script, *args],
-        env=env,
-        secret_env=secret_env,
-        code=code,
-        requirements=jobs.REQUIREMENTS in jobs.packed_files(code),
-        container=CONTAINER,
-        gpus=gpus,
-        cpu=cfg.cpu,
-        memory=cfg.memory,
-        cpu_limit=cfg.cpu_limit,
-        timeout=timeout,
-        ttl_seconds=cfg.ttl_seconds,
-        labels=cluster.run_label(run_id),
+    return cluster.code_job(
+        cfg, name=cluster.job_name("train", run_name or Path(script).stem), namespace=site.namespace, kind="train",
+        container=CONTAINER, command=["python", "-m", "chiml.lifecycle.supervise"], args=[script, *args], env=env,
+        secret_env=secret_env, code=code, gpus=gpus, run_id=run_id, image=image, cpu=cfg.cpu, timeout=timeout,
     )
 
 

@@ -127,27 +127,11 @@ def build(
     }
     if gpus == 0:
         env["CHIML_DEVICE"] = "cpu"
-    return jobs.JobPlan(
-        name=name,
-        namespace=site.namespace,
-        kind="tune",
-        image=cluster.trainer_image(cfg.image, gpus),
-        command=["python", "-m", "chiml.lifecycle.worker"],
-        args=[json.dumps(asdict(spec), default=str)],
-        env=env,
-        secret_env=secret_env,
-        code=code,
-        requirements=jobs.REQUIREMENTS in jobs.packed_files(code),
-        container=CONTAINER,
-        gpus=gpus,
-        cpu=str(threads),
-        memory=cfg.memory,
-        cpu_limit=cfg.cpu_limit,
-        ttl_seconds=cfg.ttl_seconds,
-        workers=session.workers,
-        retries=session.retries,
-        fatal_exit_codes=(CONFIG_ERROR,),
-        labels=cluster.run_label(parent_run_id),
+    return cluster.code_job(
+        cfg, name=name, namespace=site.namespace, kind="tune", container=CONTAINER,
+        command=["python", "-m", "chiml.lifecycle.worker"], args=[json.dumps(asdict(spec), default=str)], env=env,
+        secret_env=secret_env, code=code, gpus=gpus, run_id=parent_run_id, cpu=str(threads),
+        workers=session.workers, retries=session.retries, fatal_exit_codes=(CONFIG_ERROR,),
     )
 
 
