@@ -294,3 +294,52 @@ def test_api_errors_become_one_line() -> None:
         JobApi(core=None, batch=Batch()).create_job("chiml", jobs.job_object(make_job()))
     assert err.value.message == (
         'create Job train-digits-abc123: jobs.batch is forbidden: User "u" cannot create resource "jobs"')
+
+
+# ----------------------------------------------------------------- the fake Job controller, as the real one behaves
+def _controller(script: str, exit_code: int = 0) -> tuple[FakeCoreV1Api, FakeBatchV1Api]:
+    from tests.kube.fake_kube import PodScript
+
+    core = FakeCoreV1Api()
+    core.namespaces["chiml"] = None  # type: ignore[assignment]
+    core.add_node("node-0")
+    return core, FakeBatchV1Api(core, PodScript(script, exit_code=exit_code))
+
+
+def _settle(batch: FakeBatchV1Api, name: str, reads: int = 12) -> dict:
+    for _ in range(reads):
+        batch.read_namespaced_job(name, "chiml")
+    return batch.jobs[("chiml", name)]
+
+
+def test_fake_indexed_job_runs_one_pod_per_index_and_completes() -> None:
+    core, batch = _controller("succeeded")
+    batch.create_namespaced_job("chiml", jobs.job_object(make_job(workers=3, code=None)))
+    job = _settle(batch, "train-digits-abc123")
+    indexes = sorted(e["pod"]["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+                     for e in core.job_pods.values())
+    assert indexes == ["0", "1", "2"]
+    env = core.job_pods[next(iter(core.job_pods))]["pod"]["spec"]["containers"][0]["env"]
+    assert env[0]["name"] == "JOB_COMPLETION_INDEX"  # the controller's own variable, from the annotation
+    assert job["status"]["completedIndexes"] == "0,1,2" and job["status"]["succeeded"] == 3
+    assert [c["type"] for c in job["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+
+
+def test_fake_job_replaces_failed_pods_until_the_backoff_limit() -> None:
+    core, batch = _controller("failed", exit_code=1)
+    batch.create_namespaced_job("chiml", jobs.job_object(make_job(workers=2, retries=2, code=None)))
+    job = _settle(batch, "train-digits-abc123", reads=20)
+    # both first pods fail, both are replaced (2 failures: not over backoffLimit 2), both fail again
+    assert job["status"]["failed"] == 4 and len(core.job_pods) == 4
+    assert job["status"]["conditions"][-1]["reason"] == "BackoffLimitExceeded"
+    assert job["status"]["active"] == 0
+
+
+def test_fake_job_fails_at_once_on_a_pod_failure_policy_exit_code() -> None:
+    core, batch = _controller("failed", exit_code=2)
+    batch.create_namespaced_job("chiml", jobs.job_object(make_job(workers=2, retries=6, fatal_exit_codes=(2,),
+                                                                  code=None)))
+    job = _settle(batch, "train-digits-abc123")
+    assert job["status"]["conditions"][-1]["reason"] == "PodFailurePolicy"
+    assert "exit code 2 matching FailJob rule" in job["status"]["conditions"][-1]["message"]
+    assert job["status"]["failed"] <= 2  # no retries

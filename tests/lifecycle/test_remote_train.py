@@ -369,3 +369,17 @@ def test_cli_dry_run_of_tune_and_optimize(tmp_path: Path, project: Path, monkeyp
         assert (spec["completionMode"], spec["parallelism"]) == ("Indexed", 3)
         assert spec["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert "-cuda" in spec["template"]["spec"]["containers"][0]["image"]
+
+
+def test_local_tune_deals_the_visible_gpus_to_its_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chiml.errors import NotSupportedError
+    from chiml.lifecycle.tune import worker_devices
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    assert worker_devices(1, 4) == ["4", "5", "6", "4"]
+    assert worker_devices(2, 2) == ["4,5", "6,4"]
+    assert worker_devices(0, 2) == []  # hidden
+    assert worker_devices(None, 2) is None  # left as they are
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(NotSupportedError, match="no GPU is visible"):
+        worker_devices(1, 2)
