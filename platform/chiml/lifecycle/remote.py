@@ -192,7 +192,8 @@ def run_on_cluster(
         client.set_tag(run_id, "chiml.job", f"{site.namespace}/{plan.name}")
         cluster.submit(site.api, plan)
     except BaseException as err:
-        close_run(client, run_id, "FAILED", -1, [], error=getattr(err, "message", None) or str(err) or None)
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        close_run(client, run_id, status, -1, [], error=getattr(err, "message", None) or str(err) or None)
         raise
     url = mlflow_server.run_url(tracking_uri, experiment_id, run_id)
     if on_start is not None:
