@@ -166,3 +166,21 @@ def test_cancel_of_a_run_on_another_machine_is_refused(platform: LifecyclePlatfo
     with pytest.raises(NotSupportedError, match="runs on elsewhere"):
         Runs(platform).cancel(run.info.run_id)
     client.set_terminated(run.info.run_id, status="KILLED")
+
+
+def test_a_studys_logs_are_every_workers_prefixed(platform: LifecyclePlatform) -> None:
+    from chiml.kube import jobs
+    from tests.kube.test_jobs import make_job
+
+    cluster = Cluster(PodScript("succeeded", logs="trial 0 COMPLETE\n"))
+    plan = make_job(name="tune-quad-abc123", kind="tune", workers=2, code=None, container="worker")
+    cluster.batch.create_namespaced_job(NAMESPACE, jobs.job_object(plan))
+    client = mlflow_server.client(platform.tracking_uri)
+    run = client.create_run(mlflow_server.experiment_id(client, "Default"),
+                            tags={"chiml.kind": "study", "chiml.job": f"{NAMESPACE}/{plan.name}"})
+    for _ in range(4):  # the kubelet starts the pods
+        cluster.api.job_pods(NAMESPACE, plan.name)
+    lines: list[str] = []
+    Runs(platform, site=cluster.site).logs(run.info.run_id, follow=True, echo=lines.append)
+    assert sorted(lines) == [f"[{plan.name}-0-00001] trial 0 COMPLETE\n", f"[{plan.name}-1-00002] trial 0 COMPLETE\n"]
+    client.set_terminated(run.info.run_id, status="FINISHED")

@@ -125,14 +125,19 @@ def run(spec: WorkerSpec) -> int:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = open_storage(url, beat)
     if spec.create is not None:
-        # a resumed study keeps its metric, sampler and pruner unless the driver named new ones
-        _, settings = open_study(storage, spec.study, **spec.create)
+        # one worker at a time: K workers creating the study and writing its attributes at once
+        # race on the database's unique keys. A resumed study keeps its metric, sampler and
+        # pruner unless the driver named new ones.
+        with ask_lock(url, spec.study, spec.lock_path):
+            _, settings = open_study(storage, spec.study, **spec.create)
         spec.metric, spec.sampler, spec.pruner = settings["metric"], settings["sampler"], settings["pruner"]
     study = optuna.load_study(study_name=spec.study, storage=storage, sampler=make_sampler(spec.sampler, seed),
                               pruner=make_pruner(spec.pruner))
     ran = 0
     while (trial := _next_trial(spec, url, study)) is not None:
-        _run_trial(spec, study, trial, target)
+        # heartbeats from the moment the trial exists: starting its MLflow run may take a while
+        with _Heartbeats(study, trial, spec.heartbeat[0] if spec.heartbeat else None):
+            _run_trial(spec, study, trial, target)
         ran += 1
     return ran
 
@@ -203,38 +208,47 @@ def _run_trial(spec: WorkerSpec, study: optuna.Study, trial: optuna.Trial, targe
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     tb_dir = f"{spec.tb_root.rstrip('/')}/{name}"
     state, value, error, stopped = TrialState.FAIL, None, None, False
-    with _Heartbeats(study, trial, spec.heartbeat[0] if spec.heartbeat else None):
-        ctx = tracking._begin_trial(trial, spec.overrides, spec.metric, tb_dir, run.info.run_id, spec.threads)
-        try:
-            result = target.invoke(spec.args)
-            if isinstance(result, numbers.Real) and not isinstance(result, bool):
-                tracking.report(float(result))
-            value = ctx.objective
-            if value is None:
-                error = "the trial reported no objective (log the --metric, call ct.report(), or return a number)"
-            else:
-                state = TrialState.COMPLETE
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-        except Stopped:
-            stopped, error = True, "the worker was stopped"
-        except SystemExit as exc:
-            error = f"the script exited with status {exc.code}"
-        except Exception:
-            error = traceback.format_exc()
-        finally:
-            tracking._end_trial(success=state == TrialState.COMPLETE)
+    ctx = tracking._begin_trial(trial, spec.overrides, spec.metric, tb_dir, run.info.run_id, spec.threads)
+    try:
+        result = target.invoke(spec.args)
+        if isinstance(result, numbers.Real) and not isinstance(result, bool):
+            tracking.report(float(result))
+        value = ctx.objective
+        if value is None:
+            error = "the trial reported no objective (log the --metric, call ct.report(), or return a number)"
+        else:
+            state = TrialState.COMPLETE
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except Stopped:
+        stopped, error = True, "the worker was stopped"
+    except SystemExit as exc:
+        error = f"the script exited with status {exc.code}"
+    except Exception:
+        error = traceback.format_exc()
+    finally:
+        tracking._end_trial(success=state == TrialState.COMPLETE)
     if error:
         print(f"[{spec.study} {name}] failed: {error}", file=sys.stderr, flush=True)
         mlflow.set_tag("chiml.error", error[-5000:])
-    mlflow.set_tag("chiml.trial_state", state.name)
-    if state == TrialState.COMPLETE:
+    told = True
+    try:
+        # a stopped trial is lost, not failed: a resumed study replaces it
+        trial.set_user_attr(CRASHED_ATTR if stopped else OUTCOME_ATTR, True if stopped else state.name)
+        # A pruned trial is told without a value: Optuna records its last intermediate value.
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # another worker found no heartbeat for longer than the grace period and failed the trial
+        # as lost (this worker stalled, e.g. a frozen node); it has been replaced: carry on
+        told = False
+        print(f"[{spec.study} {name}] already failed as lost (no heartbeat in time): result dropped",
+              file=sys.stderr, flush=True)
+    # the child run says what the study recorded
+    mlflow.set_tag("chiml.trial_state", state.name if told else "FAIL (worker died)")
+    if told and state == TrialState.COMPLETE:
         mlflow.set_tags({"chiml.objective": repr(value), "chiml.trial_params": json.dumps(trial.params, default=str)})
-    mlflow.end_run(status="KILLED" if stopped else "FINISHED" if state != TrialState.FAIL else "FAILED")
-    # a stopped trial is lost, not failed: a resumed study replaces it
-    trial.set_user_attr(CRASHED_ATTR if stopped else OUTCOME_ATTR, True if stopped else state.name)
-    # A pruned trial is told without a value: Optuna records its last intermediate value.
-    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    ok = told and state != TrialState.FAIL
+    mlflow.end_run(status="KILLED" if stopped else "FINISHED" if ok else "FAILED")
     print(f"[{spec.study} {name}] {state.name} value={value}", flush=True)
     if stopped:
         raise Stopped
