@@ -108,7 +108,9 @@ def test_workers_are_pods_of_an_indexed_job_sharing_one_study(
     parent = MlflowClient(platform.tracking_uri).get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["chiml.best_trial"] == str(result.best_trial)
     logs = MlflowClient(platform.tracking_uri).list_artifacts(result.parent_run_id, "worker-logs")
-    assert len(logs) == 2
+    texts = [Path(MlflowClient(platform.tracking_uri).download_artifacts(result.parent_run_id, i.path)).read_text()
+             for i in logs]
+    assert len(logs) == 2, "\n=====\n".join(texts)
     # a second session continues the same study: four more trials
     again = tune(platform, make_cluster(platform, postgres), project, trials=2, workers=2, study_name="cluster-quad")
     assert again.parent_run_id == result.parent_run_id and again.n_complete == 6

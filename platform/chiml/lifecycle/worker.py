@@ -121,16 +121,16 @@ def run(spec: WorkerSpec) -> int:
     if not url:
         raise ChimlError(f"no study storage: the spec has none and ${ENV_STORAGE} is not set")
     beat = Heartbeat(*spec.heartbeat, on_stale=close_stale_run) if spec.heartbeat else None
-    with warnings.catch_warnings():
+    # One worker at a time opens the storage and the study: on a fresh database Optuna creates its
+    # tables, and K workers doing that (or creating the study and writing its attributes) at once
+    # race on the database's unique keys. A resumed study keeps its metric, sampler and pruner
+    # unless the driver named new ones.
+    with ask_lock(url, spec.study, spec.lock_path), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = open_storage(url, beat)
-    if spec.create is not None:
-        # one worker at a time: K workers creating the study and writing its attributes at once
-        # race on the database's unique keys. A resumed study keeps its metric, sampler and
-        # pruner unless the driver named new ones.
-        with ask_lock(url, spec.study, spec.lock_path):
+        if spec.create is not None:
             _, settings = open_study(storage, spec.study, **spec.create)
-        spec.metric, spec.sampler, spec.pruner = settings["metric"], settings["sampler"], settings["pruner"]
+            spec.metric, spec.sampler, spec.pruner = settings["metric"], settings["sampler"], settings["pruner"]
     study = optuna.load_study(study_name=spec.study, storage=storage, sampler=make_sampler(spec.sampler, seed),
                               pruner=make_pruner(spec.pruner))
     ran = 0
