@@ -14,18 +14,19 @@ STAMP := $(VENV)/.installed
 # Each capability adds its own targets in mk/<area>.mk, so parallel work never edits this file.
 -include mk/*.mk
 
-.PHONY: help install tools up down status smoke test test-fast test-slow lint bench lock clean
+.PHONY: help install tools up down status smoke test test-fast test-slow lint typecheck bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # The venv is rebuilt only when the pins or the package metadata change.
-$(STAMP): $(CONSTRAINTS) pyproject.toml services/serving/pyproject.toml
+$(STAMP): $(CONSTRAINTS) pyproject.toml services/serving/pyproject.toml contract/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3" "setuptools==84.2.1" "wheel==0.45.1"
 	# torch first, from its exact pin: a resolver left alone would pull a CUDA build.
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]" -e services/serving
+	# the contract and the serving runtimes are chiml's own dependencies, installed from this checkout
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e contract -e services/serving -e ".[$(EXTRAS)]"
 	@touch $@
 
 install: $(STAMP) ## install every pinned dependency into .venv
@@ -49,7 +50,10 @@ lint: install tools ## ruff, terraform fmt, helm lint, checkov
 	$(BIN)/ruff check platform services tests smoke_tests examples benchmarks scripts
 	terraform fmt -check -recursive terraform
 
-test: install tools frameworks ## the whole test suite (unit, integration, local end-to-end, every framework example)
+typecheck: install ## mypy (strict, config in pyproject.toml) on the control plane
+	$(BIN)/mypy
+
+test: install tools frameworks typecheck ## the whole test suite (unit, integration, local end-to-end, every framework example)
 	$(BIN)/ruff check platform services tests smoke_tests examples benchmarks scripts
 	$(BIN)/python -m pytest -m "not slow" --timeout=900
 

@@ -1,6 +1,6 @@
 """Optimized runtimes vs the framework the model was trained in, on reference models.
 
-Goal (issue 4): the runtime chiml chooses is >= 4x faster than torch eager at batch 1 and
+Goal: the runtime chiml chooses is >= 4x faster than torch eager at batch 1 and
 >= 2x at batch 64 (p50 latency). Models: the digits MLP, a small CNN on the 8x8 digits, and a
 scikit-learn logistic regression (compared with scikit-learn itself). Everything runs through
 the same path as `chiml optimize` (export, one process per runtime, gate, timing) minus the
@@ -97,9 +97,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads for every runtime and the original (default: all available cores)")
     args = parser.parse_args()
-    from rich.console import Console
-
-    console = Console(width=220)
+    from chiml.cli.common import print_table
     reference = [
         ("digits-mlp", "pytorch", models.torch_mlp()),
         ("digits-cnn", "pytorch", _train_cnn()),
@@ -111,7 +109,7 @@ def main() -> int:
         for name, kind, model in reference:
             print(f"{name}:", flush=True)
             result = run_model(name, kind, model, Path(tmp), not args.no_deepsparse, args.budget, args.threads)
-            console.print(result.pop("_table").table())
+            print_table(*result.pop("_table").table_rows())
             results.append(result)
 
     summary = []

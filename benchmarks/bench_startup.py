@@ -1,6 +1,6 @@
 """Cold and warm `chiml up` to all-healthy, and the platform's total RSS.
 
-Goal (issue 2): warm up <= 10 s and <= 1.5 GB RSS for all services together.
+Goal: warm up <= 10 s and <= 1.5 GB RSS for all services together.
 "cold" = a fresh CHIML_HOME (database creation and migrations included);
 "warm" = `up` again after `down` on the same home (the everyday case).
 Runs on a temp home and free ports, so it never touches your platform.

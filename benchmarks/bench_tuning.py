@@ -1,6 +1,6 @@
 """Tuning scaling: trials per minute of `chiml tune` with 1 and with 2 workers.
 
-Goal (issue 3): on a CPU-bound objective, 2 workers give >= 1.8x the trials per minute of 1.
+Goal: on a CPU-bound objective, 2 workers give >= 1.8x the trials per minute of 1.
 Runs the real path (a local platform on a temp home and free ports, the journal storage,
 an MLflow child run per trial) with a pure-Python objective of fixed cost, single-threaded
 by construction. Throughput is measured over the trials themselves (first trial start to
@@ -26,7 +26,7 @@ GOAL_SPEEDUP = 1.8
 RESULTS = Path(__file__).resolve().parent / "results" / "tuning.json"
 
 OBJECTIVE = """
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 p = ct.params(x=ct.float_range(-3.0, 3.0), work={work})
 total = 0

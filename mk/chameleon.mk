@@ -1,4 +1,4 @@
-# Chameleon infrastructure (issue 5): Terraform checks and the orchestration tests.
+# Chameleon infrastructure: Terraform checks and the orchestration tests.
 .PHONY: checkov tf-check chameleon-test
 
 checkov: ## checkov on terraform/ from its own venv (.venv-checkov, pinned by scripts/checkov_venv.sh)

@@ -1,4 +1,4 @@
-# Kubernetes platform layer (issue 6): chart linting/rendering, checkov, image requirement checks.
+# Kubernetes platform layer: chart linting/rendering, checkov, image requirement checks.
 # Included by the Makefile; `make lint` picks up kube-lint as an extra prerequisite.
 
 CHECKOV_VENV ?= .venv-checkov
@@ -29,6 +29,7 @@ kube-test: install tools ## the Kubernetes layer's tests only (fake helm + real 
 	$(BIN)/python -m pytest tests/kube -q
 
 # Needs the network (the chart registries): every upstream pin in helm/releases.yaml is pulled
-# with `helm show chart` and must be published. Run by CI; not part of the offline test suite.
+# with `helm show chart` and must be published. Not part of the offline test suite, and not of
+# .ci/run either: CI's machine reaches PyPI, Debian and npm only. Run it before bumping a pin.
 kube-pins: install tools ## check that every chart pin in helm/releases.yaml is a published release
-	$(BIN)/python -m chiml.kube.pins helm
+	$(BIN)/python scripts/check_chart_pins.py helm

@@ -1,4 +1,4 @@
-# Model lifecycle (issue 3): train, tune, registry, examples.
+# Model lifecycle: train, tune, registry, examples.
 .PHONY: lifecycle-test lifecycle-walkthrough bench-tuning
 
 lifecycle-test: install ## lifecycle tests (unit + real MLflow server + the walkthrough on a real local platform)

@@ -1,4 +1,4 @@
-# Optimized inference (issue 4): runtime tests, the runtime benchmark, the DeepSparse env.
+# Optimized inference: runtime tests, the runtime benchmark, the DeepSparse env.
 .PHONY: optimize-test optimize-bench deepsparse-env
 
 optimize-test: install ## the optimize tests (export, runtimes, gate, pipeline, CLI, DeepSparse env)

@@ -2,7 +2,8 @@
 # Prepare this machine to build and run chiml's images with podman, without any registry.
 #
 # Idempotent; safe to run on every CI start:
-#   1. apt-get install podman buildah runc debootstrap (only the missing ones);
+#   1. apt-get install podman buildah runc debootstrap slirp4netns (only the missing ones; the
+#      image tests run pods on slirp4netns networks, a recommended package apt would skip here);
 #   2. /etc/containers/containers.conf: runc (crun refuses some sandboxes' hybrid cgroup layout),
 #      the cgroupfs manager, and default ulimits below the hard limits (podman's defaults make
 #      setrlimit fail where the hard limit is lower);
@@ -28,7 +29,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for tool in podman buildah runc debootstrap; do
+for tool in podman buildah runc debootstrap slirp4netns; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

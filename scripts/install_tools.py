@@ -1,8 +1,8 @@
 """`make tools`: install the pinned helm, kubectl and terraform into <dest>/bin.
 
-Runs with the system Python (the venv may not exist yet), so it imports only ``chiml.tools``
-and ``chiml.errors``, which use the standard library alone. Idempotent and fast when the tools
-are already in place (no subprocess at all when the stamp file matches).
+Runs with the system Python (the venv may not exist yet), so it imports only ``chiml.tools``,
+``chiml.tool_installer`` and ``chiml.errors``, which use the standard library alone. Idempotent
+and fast when the tools are already in place (no subprocess at all when the stamp file matches).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
 
-from chiml.tools import SOURCES, TOOLS, ToolError, ensure_tool  # noqa: E402
+from chiml.tool_installer import SOURCES, ensure_tool  # noqa: E402
+from chiml.tools import TOOLS, ToolError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in args.only or sorted(TOOLS):
         try:
-            ensure_tool(TOOLS[name], dest, sources=sources)
+            ensure_tool(TOOLS[name], dest, sources=sources, log=print)
         except ToolError as err:
             print(f"error: {err}", file=sys.stderr)
             failed = True

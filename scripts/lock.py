@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "requirements" / "constraints.txt"
-SKIP = ("pip==", "setuptools==", "wheel==", "chiml==", "chiml-serving==", "-e ")
+SKIP = ("pip==", "setuptools==", "wheel==", "chiml==", "chiml-serving==", "chiml-contract==", "-e ")
 
 
 def main() -> int:
@@ -22,8 +22,8 @@ def main() -> int:
         venv.create(tmp, with_pip=True)
         py = str(Path(tmp) / "bin" / "python")
         subprocess.run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
-        subprocess.run([py, "-m", "pip", "install", "-q", "-e", f"{ROOT}[all]", "-e", f"{ROOT}/services/serving"],
-                       check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "-e", f"{ROOT}/contract", "-e", f"{ROOT}/services/serving",
+                        "-e", f"{ROOT}[all]"], check=True)
         frozen = subprocess.run([py, "-m", "pip", "freeze", "--all"], check=True, capture_output=True, text=True).stdout
     lines = []
     for line in frozen.splitlines():

@@ -18,7 +18,7 @@ from catboost import CatBoostClassifier
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 
 class ChimlMetrics:

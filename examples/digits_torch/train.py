@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 
 class DigitsNet(nn.Module):

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 
 class ChimlMetrics(keras.callbacks.Callback):

@@ -16,7 +16,7 @@ import lightgbm as lgb
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 
 def chiml_metrics(env: lgb.callback.CallbackEnv) -> None:

@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 
 class DigitsModule(L.LightningModule):

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 
 def main() -> float:

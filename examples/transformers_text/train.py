@@ -25,7 +25,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast, pipeline
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 POSITIVE = ["good", "great", "excellent", "lovely", "fine", "superb", "happy", "wonderful"]
 NEGATIVE = ["bad", "awful", "poor", "terrible", "sad", "boring", "ugly", "horrible"]

@@ -17,7 +17,7 @@ import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 
 
 class ChimlMetrics(xgb.callback.TrainingCallback):

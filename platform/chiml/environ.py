@@ -13,15 +13,15 @@ def scoped_environ(values: Mapping[str, str], *, override: bool = True) -> Itera
 
     With ``override=False`` a variable the user already set keeps the user's value.
     """
-    saved = {key: os.environ.get(key) for key in values}
+    saved: dict[str, str | None] = {key: os.environ.get(key) for key in values}
     for key, value in values.items():
         if override or key not in os.environ:
             os.environ[key] = value
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
+        for key, before in saved.items():
+            if before is None:
                 os.environ.pop(key, None)
             else:
-                os.environ[key] = value
+                os.environ[key] = before

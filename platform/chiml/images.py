@@ -63,6 +63,8 @@ class Image:
     unbuildable: str | None = None  # why it cannot be built without its vendor's registry
     helm: dict[str, dict[str, str]] = field(default_factory=dict)
     platforms: tuple[str, ...] = ("linux/amd64",)  # what releases build
+    # named build contexts besides `context` (`COPY --from=NAME` in the Dockerfile)
+    contexts: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def load_catalog(path: Path = CATALOG, registry: str | None = None) -> Catalog:
             unbuildable=raw.get("unbuildable"),
             helm={release: dict(keys or {}) for release, keys in helm.items()},
             platforms=tuple(raw.get("platforms") or ("linux/amd64",)),
+            contexts={key: root / value for key, value in _str_dict(raw.get("contexts"), f"{where}.contexts").items()},
         )
     chosen = registry or os.environ.get(REGISTRY_ENV) or data.get("registry")
     if not chosen:
@@ -265,6 +268,8 @@ def build_command(engine: str, catalog: Catalog, image: Image, variant: Variant 
         command += ["--target", image.target]
     for key, value in args.items():
         command += ["--build-arg", f"{key}={value}"]
+    for key, path in image.contexts.items():
+        command += ["--build-context", f"{key}={path}"]
     return [*command, *extra, str(image.context)]
 
 

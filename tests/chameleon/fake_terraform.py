@@ -27,6 +27,7 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,78 +84,355 @@ def declared_outputs(cwd: Path) -> list[str]:
     return re.findall(r'^output "([^"]+)" \{', text, flags=re.M)
 
 
-class Outputs:
-    """The root configuration's outputs, evaluated from the repository's own outputs.tf files.
+class Expr:
+    """A small evaluator of the HCL expressions the repository's outputs and module calls use.
 
-    A small evaluator of the expressions those files use (module outputs, resource attributes,
-    ``concat``, ``for`` over a counted resource, string templates, ``var.`` of a module call) over
-    the resources the fake created. Whatever else appears fails loudly, so the fake follows the
-    source instead of a copy of it: rename an output or a key there, and the fake's outputs change.
+    Enough of HCL for terraform/ to be read from its source instead of copied into the fake:
+    references (``var.``, ``local.``, ``each.``, ``module.``, resources) with attribute, index and
+    ``[*]`` traversals, the functions ``one``/``flatten``/``concat``/``values``/``keys``/``compact``,
+    ``[for x in xs : ...]``, object literals, ``a ? b : c``, ``==``/``!=`` and string templates.
+    Whatever else appears fails loudly: teach the fake rather than copy the value into it.
     """
 
-    def __init__(self, cwd: Path, resources: list[dict]) -> None:
+    TOKEN = re.compile(r'\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>"(?:[^"\\]|\\.)*")|(?P<op>==|!=|[\[\]{}().,:?=*])'
+                       r"|(?P<name>[A-Za-z_][\w-]*))")
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        pos = 0
+        while pos < len(text):
+            match = self.TOKEN.match(text, pos)
+            if not match or match.end() == pos:
+                if text[pos:].strip() == "":
+                    break
+                raise SystemExit(f"fake terraform cannot read {text!r} at {text[pos:]!r}: teach the fake")
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind)))
+            pos = match.end()
+        self.pos = 0
+
+    def peek(self, value: str | None = None) -> bool:
+        return self.pos < len(self.tokens) and (value is None or self.tokens[self.pos][1] == value)
+
+    def take(self, value: str | None = None) -> str:
+        if value is not None and not self.peek(value):
+            raise SystemExit(f"fake terraform expected {value!r} in {self.tokens}")
+        self.pos += 1
+        return self.tokens[self.pos - 1][1]
+
+    # grammar: ternary := compare ['?' expr ':' expr]; compare := postfix [('=='|'!=') postfix]
+    def parse(self) -> Callable[[Scope], object]:
+        node = self.compare()
+        if self.peek("?"):
+            self.take("?")
+            yes = self.parse()
+            self.take(":")
+            no = self.parse()
+            cond = node
+            return lambda s: yes(s) if cond(s) else no(s)
+        return node
+
+    def compare(self) -> Callable[[Scope], object]:
+        left = self.postfix()
+        if self.peek("==") or self.peek("!="):
+            op = self.take()
+            right = self.postfix()
+            return (lambda s: left(s) == right(s)) if op == "==" else (lambda s: left(s) != right(s))
+        return left
+
+    def postfix(self) -> Callable[[Scope], object]:
+        node = self.primary()
+        steps: list[tuple[str, object]] = []
+        while self.peek(".") or self.peek("["):
+            if self.take() == ".":
+                steps.append(("attr", self.take()))
+            elif self.peek("*"):
+                self.take("*")
+                self.take("]")
+                steps.append(("splat", None))
+            else:
+                index = self.parse()
+                self.take("]")
+                steps.append(("index", index))
+        return lambda s: traverse(node(s), steps, s) if steps else node(s)
+
+    def primary(self) -> Callable[[Scope], object]:
+        kind, value = self.tokens[self.pos]
+        if kind == "num":
+            self.take()
+            return lambda s: int(value) if value.isdigit() else float(value)
+        if kind == "str":
+            self.take()
+            return lambda s: s.template(value[1:-1])
+        if value == "(":
+            self.take("(")
+            inner = self.parse()
+            self.take(")")
+            return inner
+        if value == "[":
+            self.take("[")
+            if self.peek("for"):
+                return self.for_expr()
+            items = []
+            while not self.peek("]"):
+                items.append(self.parse())
+                if self.peek(","):
+                    self.take(",")
+            self.take("]")
+            return lambda s: [item(s) for item in items]
+        if value == "{":
+            self.take("{")
+            fields = []
+            while not self.peek("}"):
+                key = self.take().strip('"')
+                self.take("=")
+                fields.append((key, self.parse()))
+                if self.peek(","):
+                    self.take(",")
+            self.take("}")
+            return lambda s: {key: field(s) for key, field in fields}
+        name = self.take()
+        if name in ("true", "false", "null"):
+            return lambda s: {"true": True, "false": False, "null": None}[name]
+        if self.peek("("):
+            self.take("(")
+            args = []
+            while not self.peek(")"):
+                args.append(self.parse())
+                if self.peek(","):
+                    self.take(",")
+            self.take(")")
+            function = FUNCTIONS.get(name)
+            if function is None:
+                raise SystemExit(f"fake terraform has no function {name}(): teach the fake")
+            return lambda s: function(*[arg(s) for arg in args])
+        return lambda s: s.lookup(name)
+
+    def for_expr(self) -> Callable[[Scope], object]:
+        self.take("for")
+        var = self.take()
+        self.take("in")
+        source = self.parse()
+        self.take(":")
+        body = self.parse()
+        self.take("]")
+
+        def run(s: Scope) -> list[object]:
+            items = source(s)
+            items = list(items.values()) if isinstance(items, dict) else list(items)  # type: ignore[union-attr]
+            return [body(s.bind(var, item)) for item in items]
+        return run
+
+
+def traverse(value: object, steps: list[tuple[str, object]], scope: Scope) -> object:
+    for i, (kind, arg) in enumerate(steps):
+        if kind == "splat":
+            items = [] if value is None else value if isinstance(value, list) else [value]
+            return [traverse(item, steps[i + 1:], scope) for item in items]
+        if kind == "attr":
+            value = value[arg] if isinstance(value, dict) else getattr(value, str(arg))  # type: ignore[index]
+        else:
+            value = value[arg(scope)]  # type: ignore[index, operator]
+    return value
+
+
+def _one(items: list[object]) -> object:
+    if len(items) > 1:
+        raise SystemExit("one(): more than one element")
+    return items[0] if items else None
+
+
+FUNCTIONS: dict[str, Callable[..., object]] = {
+    "one": _one,
+    "flatten": lambda items: [x for item in items for x in (item if isinstance(item, list) else [item])],
+    "concat": lambda *lists: [x for lst in lists for x in lst],
+    "values": lambda mapping: list(mapping.values()),
+    "keys": lambda mapping: list(mapping.keys()),
+    "compact": lambda items: [x for x in items if x not in (None, "")],
+}
+
+
+def hcl_expression(value: object) -> str | None:
+    """The expression text of a python-hcl2 value ('${...}' whole), or None for a literal."""
+    if isinstance(value, str):
+        whole = re.fullmatch(r"\$\{(.*)\}", value, flags=re.S)
+        if whole and "${" not in whole.group(1):
+            return whole.group(1)
+    return None
+
+
+def unquote(value: object) -> object:
+    return value[1:-1] if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+class Scope:
+    """Names an expression can see: the module's variables, locals, ``each``, its module calls
+    and its resources (from the fake's state), plus loop variables."""
+
+    def __init__(self, config: Config, module_path: str, variables: dict[str, Callable[[], object]],
+                 each: tuple[str, object] | None = None, bound: dict[str, object] | None = None) -> None:
+        self.config = config
+        self.module_path = module_path  # "" for the root, else e.g. 'module.agents["cpu"]'
+        self.variables = variables
+        self.each = each
+        self.bound = bound or {}
+
+    def bind(self, name: str, value: object) -> Scope:
+        return Scope(self.config, self.module_path, self.variables, self.each, {**self.bound, name: value})
+
+    def value(self, raw: object) -> object:
+        if isinstance(raw, dict):
+            return {str(unquote(k)): self.value(v) for k, v in raw.items() if not str(k).startswith("__")}
+        if isinstance(raw, list):
+            return [self.value(v) for v in raw]
+        expr = hcl_expression(raw)
+        if expr is not None:
+            return Expr(expr).parse()(self)
+        raw = unquote(raw)
+        return self.template(raw) if isinstance(raw, str) else raw
+
+    def template(self, text: str) -> str:
+        return re.sub(r"\$\{([^}]*)\}", lambda m: str(Expr(m.group(1)).parse()(self)), text)
+
+    def lookup(self, name: str) -> object:
+        if name in self.bound:
+            return self.bound[name]
+        if name == "var":
+            return Lazy(self.variables)
+        if name == "local":
+            found = self.config.locals(self.module_path)
+            return Lazy({key: (lambda raw=raw: self.value(raw)) for key, raw in found.items()})
+        if name == "each" and self.each is not None:
+            return {"key": self.each[0], "value": self.each[1]}
+        if name == "module":
+            return Lazy({call: (lambda call=call: self.config.module_value(self, call))
+                         for call in self.config.calls(self.module_path)})
+        return Lazy({rname: (lambda rname=rname: self.config.resource_value(self.module_path, name, rname))
+                     for rname in self.config.resource_names(self.module_path, name)})
+
+
+class Lazy(dict):  # type: ignore[type-arg]
+    """A mapping whose values are computed when first read."""
+
+    def __getitem__(self, key: object) -> object:
+        thunk = super().__getitem__(key)
+        return thunk()
+
+
+class Config:
+    """The root module in the working directory and the modules it calls, read with python-hcl2,
+    over the resources in the fake's state."""
+
+    def __init__(self, cwd: Path, resources: list[dict], variables: dict[str, object]) -> None:
         import hcl2
 
         self.hcl2 = hcl2
         self.cwd = cwd
         self.attrs = {res["addr"]: res["instances"][0]["attributes"] for res in resources}
-        main = (cwd / "main.tf").read_text(encoding="utf-8")
-        self.modules: dict[str, tuple[Path, str]] = {}
-        for match in re.finditer(r'^module "([^"]+)" \{\n(.*?)\n\}', main, flags=re.S | re.M):
-            source = re.search(r'source\s*=\s*"([^"]+)"', match.group(2))
-            assert source, match.group(1)
-            self.modules[match.group(1)] = ((cwd / source.group(1)).resolve(), match.group(2))
+        self.root_variables = variables
+        self._dirs: dict[str, Path] = {"": cwd}
 
-    def _outputs_of(self, directory: Path) -> dict[str, object]:
-        with (directory / "outputs.tf").open(encoding="utf-8") as handle:
-            blocks = self.hcl2.load(handle).get("output", [])
-        return {name.strip('"'): body["value"] for block in blocks for name, body in block.items()}
+    def blocks(self, directory: Path) -> dict[str, list]:
+        merged: dict[str, list] = {}
+        for path in sorted(directory.glob("*.tf")):
+            with path.open(encoding="utf-8") as handle:
+                for key, value in self.hcl2.load(handle).items():
+                    if not key.startswith("__"):
+                        merged.setdefault(key, []).extend(value)
+        return merged
 
-    def all(self) -> dict[str, object]:
-        return {name: self.evaluate(expr, "") for name, expr in self._outputs_of(self.cwd).items()}
+    def directory(self, module_path: str) -> Path:
+        return self._dirs[module_path]
 
-    def evaluate(self, expr: object, module: str) -> object:
-        if isinstance(expr, dict):
-            return {k.strip('"'): self.evaluate(v, module) for k, v in expr.items() if not k.startswith("__")}
-        if not isinstance(expr, str):
-            return expr
-        whole = re.fullmatch(r"\$\{(.*)\}", expr, flags=re.S)
-        if whole and "${" not in whole.group(1):
-            return self.resolve(whole.group(1), module)
-        text = expr[1:-1] if expr.startswith('"') and expr.endswith('"') else expr
-        return re.sub(r"\$\{([^}]*)\}", lambda m: str(self.resolve(m.group(1), module)), text)
+    def calls(self, module_path: str) -> dict[str, dict]:
+        return {str(unquote(n)): body for block in self.blocks(self.directory(module_path)).get("module", [])
+                for n, body in block.items()}
 
-    def resolve(self, ref: str, module: str) -> object:
-        ref = ref.strip()
-        prefix = f"module.{module}." if module else ""
-        if ref.startswith("concat(") and ref.endswith(")"):
-            return [item for part in ref[7:-1].split(",") for item in self.resolve(part, module)]
-        loop = re.fullmatch(r"\[for (\w+) in ([\w.]+) : \{(.*)\}\]", ref, flags=re.S)
-        if loop:
-            name, source, body = loop.groups()
-            fields = dict(re.findall(r"(\w+)\s*=\s*([\w.\[\]]+)", body))
-            instances = sorted((a for a in self.attrs if a.startswith(f"{prefix}{source}[")),
-                               key=lambda a: int(a.rsplit("[", 1)[1].rstrip("]")))
-            return [{key: (self.attrs[addr][value.split(".", 1)[1]] if value.startswith(f"{name}.")
-                           else self.resolve(value, module)) for key, value in fields.items()}
-                    for addr in instances]
-        parts = ref.split(".")
-        if parts[0] == "module" and len(parts) == 3:
-            directory = self.modules[parts[1]][0]
-            return self.evaluate(self._outputs_of(directory)[parts[2]], parts[1])
-        if parts[0] == "var" and len(parts) == 2 and module:
-            found = re.search(rf"^\s*{parts[1]}\s*=\s*(true|false)\s*$", self.modules[module][1], flags=re.M)
-            if found is None:  # the module's default
-                with (self.modules[module][0] / "variables.tf").open(encoding="utf-8") as handle:
-                    blocks = self.hcl2.load(handle)["variable"]
-                bodies = {n.strip('"'): body for block in blocks for n, body in block.items()}
-                return bodies[parts[1]]["default"]
-            return found.group(1) == "true"
-        indexed = re.fullmatch(r"(\w+)\.(\w+)\.(\w+)(?:\[(\d+)\])?", ref)
-        if indexed and f"{prefix}{indexed.group(1)}.{indexed.group(2)}" in self.attrs:
-            value = self.attrs[f"{prefix}{indexed.group(1)}.{indexed.group(2)}"][indexed.group(3)]
-            return value[int(indexed.group(4))] if indexed.group(4) is not None else value
-        raise SystemExit(f"fake terraform cannot evaluate {ref!r} (module {module or 'root'}): teach the fake")
+    def locals(self, module_path: str) -> dict[str, object]:
+        found: dict[str, object] = {}
+        for block in self.blocks(self.directory(module_path)).get("locals", []):
+            found.update({k: v for k, v in block.items() if not k.startswith("__")})
+        return found
+
+    def declared(self, module_path: str) -> dict[str, dict]:
+        return {str(unquote(n)): body for block in self.blocks(self.directory(module_path)).get("variable", [])
+                for n, body in block.items()}
+
+    def outputs(self, module_path: str) -> dict[str, object]:
+        return {str(unquote(n)): body["value"] for block in self.blocks(self.directory(module_path)).get("output", [])
+                for n, body in block.items()}
+
+    def root_scope(self) -> Scope:
+        declared = self.declared("")
+        variables = {name: (lambda name=name: self.root_variables.get(name, declared[name].get("default")))
+                     for name in declared}
+        return Scope(self, "", variables)
+
+    def module_value(self, caller: Scope, call: str) -> object:
+        body = self.calls(caller.module_path)[call]
+        prefix = f"{caller.module_path}." if caller.module_path else ""
+        directory = (self.directory(caller.module_path) / str(unquote(body["source"]))).resolve()
+        if "for_each" in body:
+            instances = caller.value(body["for_each"])
+            assert isinstance(instances, dict), f"module {call}: for_each over a map only"
+            return {key: self._instance(caller, f'{prefix}module.{call}["{key}"]', directory, body, (key, each))
+                    for key, each in instances.items()}
+        return self._instance(caller, f"{prefix}module.{call}", directory, body, None)
+
+    def _instance(self, caller: Scope, path: str, directory: Path, body: dict,
+                  each: tuple[str, object] | None) -> dict[str, object]:
+        self._dirs[path] = directory
+        outer = Scope(self, caller.module_path, caller.variables, each, caller.bound)
+        declared = self.declared(path)
+        variables = {name: (lambda name=name: outer.value(body[name]) if name in body
+                            else self.declared(path)[name].get("default")) for name in declared}
+        inner = Scope(self, path, variables)
+        return {name: inner.value(raw) for name, raw in self.outputs(path).items()}
+
+    def resource_names(self, module_path: str, rtype: str) -> list[str]:
+        return [str(unquote(n)) for block in self.blocks(self.directory(module_path)).get("resource", [])
+                for kind, named in block.items() if unquote(kind) == rtype for n in named]
+
+    def resource_value(self, module_path: str, rtype: str, name: str) -> object:
+        base = f"{module_path}.{rtype}.{name}" if module_path else f"{rtype}.{name}"
+        if base in self.attrs:
+            return self.attrs[base]
+        counted = sorted((a for a in self.attrs if a.startswith(f"{base}[")),
+                         key=lambda a: int(a.rsplit("[", 1)[1].rstrip("]")))
+        return [self.attrs[a] for a in counted]
+
+    def all_outputs(self) -> dict[str, object]:
+        root = self.root_scope()
+        return {name: root.value(raw) for name, raw in self.outputs("").items()}
+
+    def moves(self, module_path: str = "") -> list[tuple[str, str]]:
+        """The moved blocks of a module as (from, to) address texts."""
+        return [(hcl_expression(b["from"]) or str(b["from"]), hcl_expression(b["to"]) or str(b["to"]))
+                for b in self.blocks(self.directory(module_path)).get("moved", [])]
+
+
+def apply_moves(config: Config, addresses: list[str]) -> dict[str, str]:
+    """old address -> new address for what the configuration's moved blocks move, as Terraform
+    does: the root's moves first, then those of the module an address is in (one level deep)."""
+    renamed: dict[str, str] = {}
+    for address in addresses:
+        new = address
+        for old, target in config.moves(""):
+            if new == old or new.startswith(old + "."):
+                new = target + new[len(old):]
+        match = re.fullmatch(r'(module\.([\w-]+)(?:\["[^"]+"\])?)\.([\w-]+\.[\w-]+)(\[\d+\])?', new)
+        body = config.calls("").get(match.group(2)) if match else None
+        if match and body:
+            path, resource, index = match.group(1), match.group(3), match.group(4) or ""
+            config._dirs[path] = (config.cwd / str(unquote(body["source"]))).resolve()
+            for old, target in config.moves(path):
+                if old != resource or ("[" in target and index):  # an instance move takes the unindexed object only
+                    continue
+                new = f"{path}.{target}" if "[" in target else f"{path}.{target}{index}"
+                break
+        if new != address:
+            renamed[address] = new
+    return renamed
 
 
 def output_type(value: object) -> object:
@@ -171,6 +449,28 @@ def resource(addr: str, rtype: str, attrs: dict) -> dict:
         module = ".".join(addr.split(".")[:2])
     return {"module": module, "mode": "managed", "type": rtype, "name": addr.split(".")[-1].split("[")[0],
             "addr": addr, "instances": [{"attributes": {"id": str(uuid.uuid4()), **attrs}}]}
+
+
+def planned_resources(variables: dict) -> list[tuple[str, str, dict]]:
+    """(address, type, attributes) of what the root module creates for these variables (a test
+    checks every address against the resources and module calls declared in terraform/)."""
+    deployment = variables.get("deployment", "chiml")
+    tags = ["chiml", f"chiml-deployment={deployment}"]
+    wanted = [("module.security_group.openstack_networking_secgroup_v2.this", "openstack_networking_secgroup_v2",
+               {"name": deployment, "tags": tags}),
+              ("random_password.k3s_token", "random_password", {}),
+              ("module.server.openstack_networking_port_v2.server[0]", "openstack_networking_port_v2",
+               {"name": f"{deployment}-server", "all_fixed_ips": ["10.140.81.10"], "tags": tags}),
+              ("module.server.openstack_compute_instance_v2.this[0]", "openstack_compute_instance_v2",
+               {"name": f"{deployment}-server", "access_ip_v4": "10.140.81.10"}),
+              ("module.server.openstack_networking_floatingip_associate_v2.server[0]",
+               "openstack_networking_floatingip_associate_v2", {"floating_ip": variables.get("floating_ip_address")})]
+    for offset, (kind, group) in enumerate(sorted((variables.get("agents") or {}).items())):
+        for i in range(int(group.get("count") or 0)):
+            wanted.append((f'module.agents["{kind}"].openstack_compute_instance_v2.this[{i}]',
+                           "openstack_compute_instance_v2",
+                           {"name": f"{deployment}-{kind}-{i}", "access_ip_v4": f"10.140.81.{20 + 10 * offset + i}"}))
+    return wanted
 
 
 def main() -> int:
@@ -277,8 +577,8 @@ def main() -> int:
             diagnostic("No value for required variable", f'The root module input variable "{name}" is not set.')
             return 1
     for name, value in variables.items():
-        if value == PLACEHOLDER:
-            diagnostic("Invalid value for variable", f'var.{name} is "{value}"')
+        if PLACEHOLDER in json.dumps(value):
+            diagnostic("Invalid value for variable", f"var.{name} is {json.dumps(value)}")
             return 1
 
     if command == "destroy":
@@ -329,24 +629,15 @@ def main() -> int:
              changes={"add": 0, "change": 0, "import": 0, "remove": count, "operation": "destroy"})
         return 0
 
-    # plan / apply: the resources the bare-metal/KVM root configurations create
-    deployment = variables.get("deployment", "chiml")
-    tags = ["chiml", f"chiml-deployment={deployment}"]
-    wanted = [("module.security_group.openstack_networking_secgroup_v2.this", "openstack_networking_secgroup_v2",
-               {"name": deployment, "tags": tags}),
-              ("random_password.k3s_token", "random_password", {}),
-              ("module.server.openstack_networking_port_v2.server", "openstack_networking_port_v2",
-               {"name": f"{deployment}-server", "all_fixed_ips": ["10.140.81.10"], "tags": tags}),
-              ("module.server.openstack_compute_instance_v2.server", "openstack_compute_instance_v2",
-               {"name": f"{deployment}-server", "access_ip_v4": "10.140.81.10"}),
-              ("module.server.openstack_networking_floatingip_associate_v2.server",
-               "openstack_networking_floatingip_associate_v2", {"floating_ip": variables.get("floating_ip_address")})]
-    for group, count_var in (("cpu", "cpu_agent_count"), ("gpu", "gpu_agent_count")):
-        for i in range(int(variables.get(count_var) or 0)):
-            wanted.append((f"module.{group}_agents.openstack_compute_instance_v2.agent[{i}]",
-                           "openstack_compute_instance_v2",
-                           {"name": f"{deployment}-{group}-{i}",
-                            "access_ip_v4": f"10.140.81.{20 + i + (10 if group == 'gpu' else 0)}"}))
+    # plan / apply: first what the configuration's moved blocks move, as the real plan shows it
+    config = Config(cwd, state["resources"], variables)
+    for old, new in apply_moves(config, [res["addr"] for res in state["resources"]]).items():
+        res = next(r for r in state["resources"] if r["addr"] == old)
+        res["addr"] = new
+        res["module"] = new.split(".openstack_")[0] if new.startswith("module.") else ""
+        emit("info", f"{new}: Plan to move", "planned_change",
+             change={"resource": {"addr": new}, "previous_resource": {"addr": old}, "action": "move"})
+    wanted = planned_resources(variables)
     existing = {res["addr"] for res in state["resources"]}
     to_add = [w for w in wanted if w[0] not in existing]
     for addr, _, _ in to_add:
@@ -371,7 +662,7 @@ def main() -> int:
         state["resources"].append(resource(addr, rtype, attrs))
         emit("info", f"{addr}: Creation complete after 5s", "apply_complete",
              hook={"resource": {"addr": addr}, "action": "create"})
-    values = Outputs(cwd, state["resources"]).all()
+    values = Config(cwd, state["resources"], variables).all_outputs()
     state["outputs"] = {name: {"sensitive": False, "type": output_type(value), "value": value}
                         for name, value in values.items()}
     state_path.write_text(json.dumps(state))

@@ -227,26 +227,34 @@ users:
 TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
 
 
-def agent_labels(gpu: bool) -> dict[str, str]:
-    """The labels an agent registers with, read from terraform/modules/k3s-agents/main.tf.
+def _node_labels(call: str, gpu: bool) -> dict[str, str]:
+    """The labels a node of module call ``call`` registers with, read from terraform/: the role the
+    root's call gives terraform/modules/k3s-node, and that module's ``labels`` (the role label,
+    then, on agents, the GPU or non-GPU labels of ``local.gpu_labels``)."""
+    import hcl2
 
-    What the module writes into the node's k3s config: the role label merged with the GPU or
-    non-GPU labels of ``local.gpu_labels``.
-    """
-    text = (TERRAFORM / "modules" / "k3s-agents" / "main.tf").read_text(encoding="utf-8")
+    with (TERRAFORM / "main.tf").open(encoding="utf-8") as handle:
+        calls = {n.strip('"'): body for block in hcl2.load(handle)["module"] for n, body in block.items()}
+    role = calls[call]["role"].strip('"')
+    text = (TERRAFORM / "modules" / "k3s-node" / "main.tf").read_text(encoding="utf-8")
     branches = re.search(r"gpu_labels\s*=\s*var\.gpu \? \{(.*?)\} : \{(.*?)\}\n", text)
-    role = re.search(r'merge\(\{\s*"chiml\.io/role"\s*=\s*"(\w+)"\s*\}', text)
-    assert branches and role, "k3s-agents/main.tf no longer defines gpu_labels / the role label as expected"
-    pairs = dict(re.findall(r'"([^"]+)"\s*=\s*"([^"]*)"', branches.group(1 if gpu else 2)))
-    return {"chiml.io/role": role.group(1), **pairs}
+    merged = re.search(r'labels\s*=\s*merge\(\{\s*"chiml\.io/role"\s*=\s*var\.role\s*\},\s*'
+                       r"local\.is_server \? \{\} : local\.gpu_labels,", text)
+    assert branches and merged, "k3s-node/main.tf no longer defines gpu_labels / labels as expected"
+    labels = {"chiml.io/role": role}
+    if role != "server":
+        labels.update(re.findall(r'"([^"]+)"\s*=\s*"([^"]*)"', branches.group(1 if gpu else 2)))
+    return labels
+
+
+def agent_labels(gpu: bool) -> dict[str, str]:
+    """The labels an agent registers with (terraform/main.tf's `agents` call of k3s-node)."""
+    return _node_labels("agents", gpu)
 
 
 def server_labels() -> dict[str, str]:
-    """The labels the server registers with, read from terraform/modules/k3s-server/main.tf."""
-    text = (TERRAFORM / "modules" / "k3s-server" / "main.tf").read_text(encoding="utf-8")
-    role = re.search(r'merge\(\{\s*"chiml\.io/role"\s*=\s*"(\w+)"\s*\}', text)
-    assert role, "k3s-server/main.tf no longer sets the role label as expected"
-    return {"chiml.io/role": role.group(1)}
+    """The labels the server registers with (terraform/main.tf's `server` call of k3s-node)."""
+    return _node_labels("server", gpu=False)
 
 
 def containerd_config(nvidia: bool) -> str:
@@ -267,7 +275,7 @@ class FakeNodes:
 
     The machines are those the (fake) Terraform created: names and addresses come from the
     outputs in the deployment's Terraform state (found beside the SSH target's known_hosts), and
-    agents register with the labels the k3s-agents module gives them.
+    nodes register with the labels terraform/modules/k3s-node gives them.
     """
 
     unreachable_polls: int = 1  # SSH refused this many times first (bare metal booting)

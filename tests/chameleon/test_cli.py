@@ -30,9 +30,10 @@ def test_dry_run_prints_a_complete_plan_and_touches_nothing(tmp_path: Path, fake
     lease = json.loads(out[out.index("Lease request:\n") + 15: out.index("\n}\n", out.index("Lease request:")) + 2])
     assert [r.get("node_type") for r in lease["reservations"][:2]] == ["compute_cascadelake_r", "gpu_rtx_6000"]
     assert lease["reservations"][2]["type"] == "virtual:floatingip" and lease["duration_hours"] == 24
-    tfvars_at = out.index("Terraform variables (terraform/cluster):\n")
-    tfvars = json.loads(out[tfvars_at + 41: out.index("\n}\n", tfvars_at) + 2])
-    assert tfvars["server_reservation_id"] == "<from the lease>" and tfvars["gpu_agent_count"] == 1
+    header = "Terraform variables (terraform/):\n"
+    tfvars_at = out.index(header) + len(header)
+    tfvars = json.loads(out[tfvars_at: out.index("\n}\n", tfvars_at) + 2])
+    assert tfvars["server"]["reservation_id"] == "<from the lease>" and tfvars["agents"]["gpu"]["count"] == 1
     assert "OS_AUTH_URL is not set" in out and "chameleon.key_name is not set" in out
     assert "k3s v1.33.2+k3s1: wait up to 2400 s for nodes chiml-<user>-server, chiml-<user>-gpu-0" in out
     assert not (tmp_path / ".chiml").exists()

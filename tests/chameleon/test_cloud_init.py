@@ -21,36 +21,36 @@ import yaml
 MODULES = Path(__file__).resolve().parents[2] / "terraform" / "modules"
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not on PATH (`make tools`)")
 
+NODE = MODULES / "k3s-node"
 FIREWALL = 'templatefile("{m}/templates/firewall.sh.tftpl", {{ cluster_cidr = "10.140.80.0/22", admin_cidr = "198.51.100.7/32", admin_ports = {ports} }})'  # noqa: E501
-SERVER = (
-    'jsonencode(templatefile("{m}/templates/server.cloud-init.yaml.tftpl", {{ '
-    'k3s_config = yamlencode({{ "write-kubeconfig-mode" = "0600", "tls-san" = ["192.5.87.10"], token = "t0k3n", '
-    '"node-label" = ["chiml.io/role=server"] }}), registry_mirror = {mirror}, '
-    "firewall_script = {firewall}, "
-    'bootstrap_script = templatefile("{m}/templates/bootstrap.sh.tftpl", {{ k3s_version = "v1.33.2+k3s1" }}) }}))'
-)
-AGENT = (
-    'jsonencode(templatefile("{m}/templates/agent.cloud-init.yaml.tftpl", {{ '
-    'k3s_config = yamlencode({{ server = "https://10.140.81.10:6443", token = "t0k3n", '
-    '"node-label" = ["chiml.io/gpu={gpu}"] }}), registry_mirror = null, gpu = {gpu}, '
+# The node's cloud-init as main.tf renders it, for one role; `config` is its k3s config.
+NODE_CLOUD_INIT = (
+    'jsonencode(templatefile("{m}/templates/cloud-init.yaml.tftpl", {{ '
+    "k3s_config = yamlencode({config}), registry_mirror = {mirror}, gpu = {gpu}, "
     "firewall_script = {firewall}, "
     'nvidia_toolkit_script = templatefile("{m}/templates/nvidia-toolkit.sh.tftpl", {{ version = "1.17.8-1" }}), '
     'bootstrap_script = templatefile("{m}/templates/bootstrap.sh.tftpl", {{ k3s_version = "v1.33.2+k3s1", '
-    "gpu = {gpu} }}) }}))"
+    'role = "{role}", gpu = {gpu} }}) }}))'
 )
+SERVER_CONFIG = ('{ "write-kubeconfig-mode" = "0600", "tls-san" = ["192.5.87.10"], token = "t0k3n", '
+                 '"node-label" = ["chiml.io/role=server"] }')
+AGENT_CONFIG = '{{ server = "https://10.140.81.10:6443", token = "t0k3n", "node-label" = ["chiml.io/gpu={gpu}"] }}'
 BOOTSTRAP = "/usr/local/sbin/chiml-bootstrap"
 TOOLKIT = "/usr/local/sbin/chiml-nvidia-toolkit"
 
 
 def _render_all() -> dict[str, str]:
-    server_dir, agent_dir = MODULES / "k3s-server", MODULES / "k3s-agents"
+    def node(role: str, gpu: str, mirror: str = "null") -> str:
+        ports = "[22, 6443]" if role == "server" else "[22]"
+        config = SERVER_CONFIG if role == "server" else AGENT_CONFIG.format(gpu=gpu)
+        return NODE_CLOUD_INIT.format(m=NODE, role=role, gpu=gpu, mirror=mirror, config=config,
+                                      firewall=FIREWALL.format(m=NODE, ports=ports))
+
     exprs = {
-        "server": SERVER.format(m=server_dir, mirror="null",
-                                firewall=FIREWALL.format(m=server_dir, ports="[22, 6443]")),
-        "server_mirror": SERVER.format(m=server_dir, mirror='"https://mirror.example.org"',
-                                       firewall=FIREWALL.format(m=server_dir, ports="[22, 6443]")),
-        "cpu_agent": AGENT.format(m=agent_dir, gpu="false", firewall=FIREWALL.format(m=agent_dir, ports="[22]")),
-        "gpu_agent": AGENT.format(m=agent_dir, gpu="true", firewall=FIREWALL.format(m=agent_dir, ports="[22]")),
+        "server": node("server", "false"),
+        "server_mirror": node("server", "false", '"https://mirror.example.org"'),
+        "cpu_agent": node("agent", "false"),
+        "gpu_agent": node("agent", "true"),
     }
     rendered = {}
     for name, expr in exprs.items():
@@ -82,17 +82,21 @@ def _file(doc: dict[str, Any], path: str) -> str | None:
 
 def test_module_passes_the_variables_the_templates_use() -> None:
     """The variables rendered here are exactly those main.tf hands each template."""
-    for module, template, keys in (
-        ("k3s-server", "server.cloud-init", {"k3s_config", "registry_mirror", "firewall_script",
-                                             "bootstrap_script"}),
-        ("k3s-agents", "agent.cloud-init", {"k3s_config", "registry_mirror", "gpu", "firewall_script",
-                                            "nvidia_toolkit_script", "bootstrap_script"}),
+    main = (NODE / "main.tf").read_text()
+    for template, keys in (
+        ("cloud-init.yaml.tftpl", {"k3s_config", "registry_mirror", "gpu", "firewall_script", "nvidia_toolkit_script",
+                                   "bootstrap_script"}),
+        ("bootstrap.sh.tftpl", {"k3s_version", "role", "gpu"}),
+        ("firewall.sh.tftpl", {"cluster_cidr", "admin_cidr", "admin_ports"}),
+        ("nvidia-toolkit.sh.tftpl", {"version"}),
     ):
-        main = (MODULES / module / "main.tf").read_text()
         call = main[main.index(template):]
-        body = call[: call.index("\n  })")]
-        top_level = set(re.findall(r"^    (\w+)\s*=", body, flags=re.M))
-        assert top_level == keys, module
+        indent = "    " if template == "cloud-init.yaml.tftpl" else "      "
+        body = call[: call.index("\n" + indent[:-2] + "})")]
+        top_level = set(re.findall(rf"^{indent}(\w+)\s*=", body, flags=re.M))
+        assert top_level == keys, template
+    # one home for the node templates: nothing else in terraform/ carries one
+    assert sorted(p.name for p in MODULES.rglob("*.tftpl")) == sorted(p.name for p in (NODE / "templates").iterdir())
 
 
 def test_server(rendered: dict[str, str]) -> None:

@@ -84,9 +84,9 @@ def test_up_happy_path(env) -> None:
     tfvars = json.loads(deployment.tfvars_path.read_text())
     server_res = [r for r in lease["reservations"] if "compute_cascadelake_r" in r.get("resource_properties", "")]
     gpu_res = [r for r in lease["reservations"] if "gpu_rtx_6000" in r.get("resource_properties", "")]
-    assert tfvars["server_reservation_id"] == server_res[0]["id"]
-    assert tfvars["gpu_agent_reservation_id"] == gpu_res[0]["id"]
-    assert tfvars["cpu_agent_reservation_id"] is None
+    assert tfvars["server"] == {"reservation_id": server_res[0]["id"], "flavor_id": None}
+    assert tfvars["agents"]["gpu"] == {"count": 1, "reservation_id": gpu_res[0]["id"], "flavor_id": None}
+    assert tfvars["agents"]["cpu"] == {"count": 0, "reservation_id": None, "flavor_id": None}
     assert tfvars["floating_ip_address"] == "192.5.87.10"
     assert tfvars["admin_cidr"] == "198.51.100.7/32"
     assert tfvars["key_name"] == "my-key"
@@ -266,6 +266,44 @@ def test_a_deployment_made_with_the_old_per_site_root_keeps_its_working_director
     env.assert_nothing_left(again)
 
 
+# Where the layout before the one node module (modules k3s-server and k3s-agents, one call per
+# agent group) kept the resources of a deployment that today's layout puts at the left.
+EARLIER_ADDRESSES = {
+    "module.server.openstack_networking_port_v2.server[0]": "module.server.openstack_networking_port_v2.server",
+    "module.server.openstack_compute_instance_v2.this[0]": "module.server.openstack_compute_instance_v2.server",
+    "module.server.openstack_networking_floatingip_associate_v2.server[0]":
+        "module.server.openstack_networking_floatingip_associate_v2.server",
+    'module.agents["gpu"].openstack_compute_instance_v2.this[0]':
+        "module.gpu_agents.openstack_compute_instance_v2.agent[0]",
+}
+
+
+def test_a_deployment_of_the_earlier_layout_keeps_its_nodes(env) -> None:
+    """Its working directory has the modules beside the root and the earlier addresses in its state:
+    `up` refreshes the configuration, Terraform's moved blocks carry every node over, nothing is rebuilt."""
+    first = env.deployment()
+    first.up(progress=lambda m: None)
+    ids = {r["addr"]: r["instances"][0]["attributes"]["id"] for r in env.tf_resources(first)}
+    assert set(EARLIER_ADDRESSES) <= set(ids)
+    old = first.tf_dir.parent / "baremetal"
+    first.tf_dir.rename(old)
+    (old / "modules").rename(old.parent / "modules")
+    state = json.loads((old / "terraform.tfstate").read_text())
+    for res in state["resources"]:
+        res["addr"] = EARLIER_ADDRESSES.get(res["addr"], res["addr"])
+    (old / "terraform.tfstate").write_text(json.dumps(state))
+    with StateStore(first.loaded.home).edit() as doc:
+        doc[STATE_KEY] = {**doc[STATE_KEY], "root": "baremetal"}
+
+    again = env.deployment()
+    again.up(progress=lambda m: None)
+    assert again.tf_dir == old and not (old.parent / "modules").exists()
+    after = {r["addr"]: r["instances"][0]["attributes"]["id"] for r in env.tf_resources(again)}
+    assert after == ids, "a node was rebuilt or lost"
+    again.down(yes=True, progress=lambda m: None)
+    env.assert_nothing_left(again)
+
+
 def test_a_home_made_with_other_credentials_is_refused(env) -> None:
     env.deployment().up(progress=lambda m: None)
     env.chameleon.session.user_id = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
@@ -361,7 +399,7 @@ def test_down_after_the_lease_ended_forgets_the_floating_ip_then_destroys(env) -
     deployment.down(yes=True, progress=lambda m: None)
     calls = env.terraform.calls()
     forgotten = [c for c in calls if c[:2] == ["state", "rm"]]
-    assert forgotten == [["state", "rm", "module.server.openstack_networking_floatingip_associate_v2.server"]]
+    assert forgotten == [["state", "rm", "module.server.openstack_networking_floatingip_associate_v2.server[0]"]]
     assert calls.index(forgotten[0]) < calls.index(calls[-1]) and calls[-1][0] == "destroy"
     assert "-refresh=false" in calls[-1]
     assert env.tf_resources(deployment) == [] and not deployment.dir.exists()

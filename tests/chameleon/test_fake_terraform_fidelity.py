@@ -76,7 +76,8 @@ def real_dir(tmp_path: Path) -> tuple[str, Path]:
     work = tmp_path / "real"
     (work / "modules" / "m").mkdir(parents=True)
     (work / "main.tf").write_text(TINY)
-    (work / "modules" / "m" / "main.tf").write_text('resource "terraform_data" "assoc" {\n  input = "x"\n}\n')
+    module = 'resource "terraform_data" "assoc" {\n  count = 1\n  input = "x"\n}\n'
+    (work / "modules" / "m" / "main.tf").write_text(module)
     (work / "vars.tfvars.json").write_text(json.dumps({"name": "chiml-server"}))
     assert run([binary, "init", "-input=false", "-no-color"], work).returncode == 0
     return binary, work
@@ -87,12 +88,12 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str]
     control = tmp_path / "control.json"
     control.write_text("{}")
     monkeypatch.setenv("FAKE_TF_CONTROL", str(control))
-    work = Terraform.prepare(terraform_source_dir(), "cluster", tmp_path / "fake")
+    work = Terraform.prepare(terraform_source_dir(), tmp_path / "fake" / "cluster")
     cmd = [sys.executable, str(HERE / "fake_terraform.py")]
     variables = {"deployment": "chiml", "key_name": "k", "admin_cidr": "198.51.100.7/32",
-                 "server_reservation_id": "11111111-1111-4111-8111-111111111111",
-                 "floating_ip_address": "192.5.87.10", "gpu_agent_count": 1,
-                 "gpu_agent_reservation_id": "22222222-2222-4222-8222-222222222222"}
+                 "server": {"reservation_id": "11111111-1111-4111-8111-111111111111"},
+                 "floating_ip_address": "192.5.87.10",
+                 "agents": {"gpu": {"count": 1, "reservation_id": "22222222-2222-4222-8222-222222222222"}}}
     (work / "vars.tfvars.json").write_text(json.dumps(variables))
     assert run([*cmd, "init", "-input=false", "-no-color"], work).returncode == 0
     return cmd, work
@@ -177,8 +178,8 @@ def test_state_list_and_rm_behave_like_the_real_ones(real_dir, fake_dir, tmp_pat
         assert result.returncode == 1 and "No state file was found!" in result.stderr
     apply = ["apply", "-auto-approve", "-input=false", "-json", "-var-file=vars.tfvars.json"]
     assert run([binary, *apply], real).returncode == run([*cmd, *apply], faked).returncode == 0
-    for tool, work, victim in (([binary], real, "module.server.terraform_data.assoc"),
-                               (cmd, faked, "module.server.openstack_networking_floatingip_associate_v2.server")):
+    for tool, work, victim in (([binary], real, "module.server.terraform_data.assoc[0]"),
+                               (cmd, faked, "module.server.openstack_networking_floatingip_associate_v2.server[0]")):
         listed = run([*tool, "state", "list"], work)
         assert listed.returncode == 0 and victim in listed.stdout.splitlines()
         removed = run([*tool, "state", "rm", victim], work)

@@ -18,7 +18,8 @@ from chiml.config import parse_config
 
 TERRAFORM = Path(__file__).resolve().parents[2] / "terraform"
 MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
-ROOTS = [TERRAFORM / "cluster"]
+ROOTS = [TERRAFORM]  # the root module is terraform/ itself
+EXAMPLES = sorted(p for p in (TERRAFORM / "examples").iterdir() if p.is_dir())
 # Removed in terraform-provider-openstack 3.0 (see its upgrade guide).
 REMOVED_RESOURCES = {
     "openstack_compute_floatingip_associate_v2",
@@ -47,7 +48,7 @@ def variables(directory: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("directory", MODULES + ROOTS, ids=lambda p: p.name)
 def test_standard_structure(directory: Path) -> None:
-    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
         assert (directory / name).is_file(), f"{directory.name} lacks {name}"
 
 
@@ -94,7 +95,7 @@ def test_module_calls_match_module_variables(root: Path) -> None:
         for name, body in block.items():
             source = (root / unq(body["source"])).resolve()
             declared = variables(source)
-            meta = ("source", "count", "depends_on", "for_each")
+            meta = ("source", "count", "depends_on", "for_each", "providers")
             passed = {k for k in body if k not in meta and not k.startswith("__")}
             assert passed <= set(declared), f"module {name} gets undeclared {passed - set(declared)}"
             required = {k for k, v in declared.items() if "default" not in v}
@@ -121,31 +122,92 @@ def test_generated_tfvars_match_the_root_variables(chameleon: dict) -> None:
     for name, body in declared.items():
         if "default" not in body:
             assert values[name] is not None, f"required variable {name} left null"
-    # exactly one of reservation and reserved flavor per group that has nodes (the modules' precondition)
-    for group, prefix in (("server", "server"), ("gpu_agents", "gpu_agent")):
-        chosen = [values[f"{prefix}_reservation_id"], values[f"{prefix}_flavor_id"]]
-        assert sum(v is not None for v in chosen) == 1, (group, chosen)
-    assert values["server_flavor_id" if cfg.is_kvm else "server_reservation_id"] is not None
+    # the object types' attributes, as the root declares them
+    server_type = declared["server"]["type"]
+    assert set(values["server"]) == set(re.findall(r"(\w+) = optional", server_type))
+    agent_type = declared["agents"]["type"]
+    assert set(values["agents"]) == {"cpu", "gpu"}
+    for group in values["agents"].values():
+        assert set(group) == set(re.findall(r"(\w+) = (?:optional|number)", agent_type))
+    # exactly one of reservation and reserved flavor per group that has nodes (the root's validations)
+    for group in (values["server"], values["agents"]["gpu"]):
+        chosen = [group["reservation_id"], group["flavor_id"]]
+        assert sum(v is not None for v in chosen) == 1, chosen
+    assert values["server"]["flavor_id" if cfg.is_kvm else "reservation_id"] is not None
+    assert values["agents"]["cpu"] == {"count": 0, "reservation_id": None, "flavor_id": None}
 
 
 def test_one_root_for_every_site() -> None:
-    """Bare metal and KVM@TACC differ only in what the lease gives: one root configuration."""
-    assert sorted(p.name for p in TERRAFORM.iterdir() if (p / "main.tf").is_file()) == ["cluster"]
+    """Bare metal and KVM@TACC differ only in what the lease gives: one root module, terraform/."""
+    roots = sorted(str(p.parent.relative_to(TERRAFORM)) for p in TERRAFORM.rglob("main.tf")
+                   if p.parent.parent.name not in ("modules", "examples"))
+    assert roots == ["."]
     region = variables(ROOTS[0])["region"]
     condition = region["validation"][0]["condition"]
     assert all(site in condition for site in ("CHI@UC", "CHI@TACC", "KVM@TACC"))
-    for module in ("k3s-server", "k3s-agents"):
-        main = (TERRAFORM / "modules" / module / "main.tf").read_text()
-        assert "(var.reservation_id == null) != (var.flavor_id == null)" in main, module
+    main = (TERRAFORM / "modules" / "k3s-node" / "main.tf").read_text()
+    assert "(var.reservation_id == null) != (var.flavor_id == null)" in main
 
 
-@pytest.mark.parametrize("name", ["baremetal", "kvm"])
-def test_examples_are_complete(name: str) -> None:
-    with (TERRAFORM / "examples" / f"{name}.tfvars").open() as handle:
-        example = {k: unq(v) for k, v in hcl2.load(handle).items() if not k.startswith("__")}
+def _calls(directory: Path) -> dict[str, dict[str, Any]]:
+    return {unq(n): b for block in load(directory).get("module", []) for n, b in block.items()}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_call_the_root_with_what_it_needs(example: Path) -> None:
+    calls = _calls(example)
+    assert calls, f"{example.name} calls no module"
     declared = variables(ROOTS[0])
-    assert set(example) <= set(declared)
-    assert {k for k, v in declared.items() if "default" not in v} <= set(example)
+    required = {k for k, v in declared.items() if "default" not in v}
+    for name, body in calls.items():
+        assert (example / unq(body["source"])).resolve() == TERRAFORM, f"{example.name}: {name} is not the root"
+        passed = {k for k in body if not k.startswith("__") and k != "source"}
+        assert passed <= set(declared), f"{example.name}: unknown {passed - set(declared)}"
+        assert required <= passed, f"{example.name}: misses {required - passed}"
+        assert set(body["agents"]) <= {"cpu", "gpu"}
+    assert (example.parent / "README.md").read_text().count(f"`{example.name}`") == 1
+
+
+def _readme_tables(readme: Path) -> tuple[set[str], set[str]]:
+    """Names in the README's Inputs and Outputs tables."""
+    text = readme.read_text(encoding="utf-8")
+    inputs = text.split("## Inputs", 1)[1].split("\n## ", 1)[0]
+    outputs = text.split("## Outputs", 1)[1].split("\n## ", 1)[0]
+    return (set(re.findall(r"^\| `(\w+)` \|", inputs, flags=re.M)),
+            set(re.findall(r"^\| `(\w+)` \|", outputs, flags=re.M)))
+
+
+@pytest.mark.parametrize("directory", MODULES + ROOTS, ids=lambda p: p.name)
+def test_readme_lists_every_variable_and_output(directory: Path) -> None:
+    """The README tables are written by hand (terraform-docs is not available offline): they must
+    name every variable and output of the module, and nothing it does not have."""
+    inputs, outputs = _readme_tables(directory / "README.md")
+    declared_outputs = {unq(n) for block in load(directory).get("output", []) for n in block}
+    assert inputs == set(variables(directory)), directory.name
+    assert outputs == declared_outputs, directory.name
+    text = (directory / "README.md").read_text(encoding="utf-8")
+    for name, body in variables(directory).items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+        assert row.endswith("| yes |" if "default" not in body else "| no |"), f"{directory.name}: {name} required?"
+        assert unq(body["description"]) in row, f"{directory.name}: {name}'s description differs"
+
+
+def test_fake_terraform_creates_only_what_the_configuration_declares() -> None:
+    """Every address the fake creates is a resource of a module call the root makes."""
+    from tests.chameleon.fake_terraform import planned_resources
+
+    calls = _calls(TERRAFORM)
+    plan = planned_resources({"deployment": "d", "agents": {"cpu": {"count": 1}, "gpu": {"count": 2}}})
+    for address, rtype, _ in plan:
+        match = re.fullmatch(r'(?:module\.(\w+)(?:\["(\w+)"\])?\.)?(\w+)\.(\w+)(?:\[(\d+)\])?', address)
+        assert match, address
+        call, key, kind, name, index = match.groups()
+        directory = TERRAFORM if call is None else (TERRAFORM / unq(calls[call]["source"])).resolve()
+        body = _blocks(directory, "resource").get(f"{kind}.{name}")
+        assert kind == rtype and body is not None, f"{address}: no such resource"
+        assert (index is not None) == ("count" in body), f"{address}: count"
+        if call is not None:
+            assert (key is not None) == ("for_each" in calls[call]), f"{address}: module for_each"
 
 
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not on PATH (`make tools`)")
@@ -165,22 +227,40 @@ def test_prepare_copies_configuration_but_never_hand_run_state(tmp_path: Path) -
     from chiml.chameleon.terraform import Terraform
 
     source = tmp_path / "src"
-    for name in ("baremetal", "modules/k3s-server/templates"):
-        (source / name).mkdir(parents=True)
-    (source / "baremetal" / "main.tf").write_text("# root\n")
-    (source / "baremetal" / "terraform.tfstate").write_text("{}")
-    (source / "baremetal" / ".terraform").mkdir()
-    (source / "modules" / "k3s-server" / "main.tf").write_text("# module\n")
-    (source / "modules" / "k3s-server" / "templates" / "x.tftpl").write_text("x")
-    work = Terraform.prepare(source, "baremetal", tmp_path / "work")
-    assert (work / "main.tf").is_file() and (work.parent / "modules/k3s-server/templates/x.tftpl").is_file()
+    (source / "modules" / "k3s-node" / "templates").mkdir(parents=True)
+    (source / "examples" / "x").mkdir(parents=True)
+    (source / "main.tf").write_text("# root\n")
+    (source / "terraform.tfstate").write_text("{}")
+    (source / ".terraform").mkdir()
+    (source / "examples" / "x" / "main.tf").write_text("# example\n")
+    (source / "modules" / "k3s-node" / "main.tf").write_text("# module\n")
+    (source / "modules" / "k3s-node" / "templates" / "x.tftpl").write_text("x")
+    work = Terraform.prepare(source, tmp_path / "work" / "cluster")
+    assert (work / "main.tf").is_file() and (work / "modules/k3s-node/templates/x.tftpl").is_file()
     assert not (work / "terraform.tfstate").exists() and not (work / ".terraform").exists()
+    assert not (work / "examples").exists()
     # a second prepare keeps the deployment's own state and refreshes the configuration
     (work / "terraform.tfstate").write_text('{"resources": [1]}')
-    (source / "baremetal" / "main.tf").write_text("# root v2\n")
-    Terraform.prepare(source, "baremetal", tmp_path / "work")
+    (source / "main.tf").write_text("# root v2\n")
+    Terraform.prepare(source, work)
     assert (work / "terraform.tfstate").read_text() == '{"resources": [1]}'
     assert (work / "main.tf").read_text() == "# root v2\n"
+
+
+def test_prepare_moves_a_working_directory_of_the_earlier_layout(tmp_path: Path) -> None:
+    """Earlier, the modules were copied beside the root's copy (base/modules, base/baremetal/)."""
+    from chiml.chameleon.terraform import Terraform
+
+    base = tmp_path / "terraform"
+    for rel in ("baremetal/main.tf", "baremetal/terraform.tfstate", "modules/k3s-server/main.tf",
+                "modules/k3s-agents/main.tf", "baremetal/.terraform/modules/modules.json"):
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text("old")
+    work = Terraform.prepare(TERRAFORM, base / "baremetal")
+    assert (work / "terraform.tfstate").read_text() == "old" and (work / ".terraform/modules/modules.json").exists()
+    assert not (base / "modules").exists(), "the old modules beside the root are gone"
+    assert sorted(p.name for p in (work / "modules").iterdir()) == sorted(p.name for p in MODULES)
+    assert (work / "main.tf").read_text() == (TERRAFORM / "main.tf").read_text()
 
 
 def _blocks(directory: Path, kind: str) -> dict[str, Any]:
@@ -195,60 +275,65 @@ def _blocks(directory: Path, kind: str) -> dict[str, Any]:
 
 def test_agents_are_created_in_parallel_with_the_server() -> None:
     """The server's address comes from a port made before the instance, so agents wait for the port only."""
-    server = TERRAFORM / "modules" / "k3s-server"
-    resources = _blocks(server, "resource")
-    instance = resources["openstack_compute_instance_v2.server"]
-    assert [n["port"] for n in instance["network"]] == ["${openstack_networking_port_v2.server.id}"]
-    assert "security_groups" not in instance, "security groups belong on the port"
+    node = TERRAFORM / "modules" / "k3s-node"
+    resources = _blocks(node, "resource")
+    instance = resources["openstack_compute_instance_v2.this"]
+    (network,) = instance["network"]
+    assert network["port"] == "${local.is_server ? openstack_networking_port_v2.server[0].id : null}"
+    assert instance["security_groups"] == "${local.is_server ? null : [var.cluster.security_group.name]}", (
+        "the server's security groups belong on its port")
     port = resources["openstack_networking_port_v2.server"]
-    assert port["security_group_ids"] == "${var.security_group_ids}" and port["tags"] == "${var.tags}"
+    assert port["count"] == "${local.is_server ? 1 : 0}"
+    assert port["security_group_ids"] == ["${var.cluster.security_group.id}"] and port["tags"] == "${var.cluster.tags}"
     assert resources["openstack_networking_floatingip_associate_v2.server"]["port_id"] == (
-        "${openstack_networking_port_v2.server.id}")
-    assert "openstack_networking_port_v2.server" not in _blocks(server, "data"), "no port lookup by instance"
-    outputs = {unq(n): b for block in load(server)["output"] for n, b in block.items()}
-    assert outputs["private_ip"]["value"] == "${openstack_networking_port_v2.server.all_fixed_ips[0]}"
-    for root in ROOTS:
-        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
-        for name in ("cpu_agents", "gpu_agents"):
-            body = modules[name]
-            assert unq(body["server_url"]) == "https://${module.server.private_ip}:6443", (root.name, name)
-            assert "depends_on" not in body, f"{root.name}: {name} must not wait for the whole server module"
-            referenced = re.findall(r"module\.server\.(\w+)", json.dumps(body))
-            assert set(referenced) == {"private_ip"}, (root.name, name, referenced)
+        "${openstack_networking_port_v2.server[0].id}")
+    assert "openstack_networking_port_v2.server" not in _blocks(node, "data"), "no port lookup by instance"
+    outputs = {unq(n): b for block in load(node)["output"] for n, b in block.items()}
+    assert outputs["private_ip"]["value"] == "${one(openstack_networking_port_v2.server[*].all_fixed_ips[0])}"
+    calls = _calls(TERRAFORM)
+    assert unq(calls["server"]["role"]) == "server" and unq(calls["agents"]["role"]) == "agent"
+    body = calls["agents"]
+    assert unq(body["server_url"]) == "https://${module.server.private_ip}:6443"
+    assert "depends_on" not in body, "agents must not wait for the whole server module"
+    referenced = re.findall(r"module\.server\.(\w+)", json.dumps(body))
+    assert set(referenced) == {"private_ip"}, referenced
+
+
+def _cluster_local() -> dict[str, Any]:
+    (block,) = [b for b in load(TERRAFORM)["locals"] if "cluster" in b]
+    return block["cluster"]
 
 
 def test_chiml_marks_what_it_creates() -> None:
     """Neutron resources carry chiml's tags, instances its deployment in their metadata."""
-    for root in ROOTS:
-        (local_block,) = [b for b in load(root)["locals"] if "tags" in b]
-        assert [unq(tag) for tag in local_block["tags"]] == ["chiml", "chiml-deployment=${var.deployment}"]
-        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
-        for name in ("security_group", "server", "network"):
-            assert modules[name]["tags"] == "${local.tags}", (root.name, name)
-        for name in ("server", "cpu_agents", "gpu_agents"):
-            assert modules[name]["deployment"] == "${var.deployment}", (root.name, name)
+    (local_block,) = [b for b in load(TERRAFORM)["locals"] if "tags" in b]
+    assert [unq(tag) for tag in local_block["tags"]] == ["chiml", "chiml-deployment=${var.deployment}"]
+    calls = _calls(TERRAFORM)
+    for name in ("security_group", "network"):
+        assert calls[name]["tags"] == "${local.tags}", name
+    cluster = _cluster_local()
+    assert cluster["tags"] == "${local.tags}" and cluster["deployment"] == "${var.deployment}"
+    for name in ("server", "agents"):
+        assert calls[name]["cluster"] == "${local.cluster}", name
     tagged = {"security-group": ["openstack_networking_secgroup_v2.this"],
               "network": ["openstack_networking_network_v2.this", "openstack_networking_subnet_v2.this",
-                          "openstack_networking_router_v2.this"],
-              "k3s-server": ["openstack_networking_port_v2.server"]}
+                          "openstack_networking_router_v2.this"]}
     for module, addresses in tagged.items():
         resources = _blocks(TERRAFORM / "modules" / module, "resource")
         for address in addresses:
             assert resources[address]["tags"] == "${var.tags}", address
-    for module, address in (("k3s-server", "openstack_compute_instance_v2.server"),
-                            ("k3s-agents", "openstack_compute_instance_v2.agent")):
-        metadata = _blocks(TERRAFORM / "modules" / module, "resource")[address]["metadata"]
-        assert {unq(k): v for k, v in metadata.items()}["chiml-deployment"] == "${var.deployment}", address
+    node = _blocks(TERRAFORM / "modules" / "k3s-node", "resource")
+    assert node["openstack_networking_port_v2.server"]["tags"] == "${var.cluster.tags}"
+    metadata = node["openstack_compute_instance_v2.this"]["metadata"]
+    assert {unq(k): v for k, v in metadata.items()}["chiml-deployment"] == "${var.cluster.deployment}"
 
 
 def test_registry_mirror_reaches_every_node() -> None:
-    """chameleon.registry_mirror -> tfvars -> both roots -> server and every agent group (registries.yaml)."""
+    """chameleon.registry_mirror -> tfvars -> the root -> every node's cloud-init (registries.yaml)."""
     cfg = parse_config({"chameleon": {"key_name": "k", "registry_mirror": "https://mirror.example.org"}}).chameleon
     assert build_tfvars(cfg, "198.51.100.7/32", _lease(False))["registry_mirror"] == "https://mirror.example.org"
-    for root in ROOTS:
-        modules = {unq(n): b for block in load(root)["module"] for n, b in block.items()}
-        for name in ("server", "cpu_agents", "gpu_agents"):
-            assert modules[name]["registry_mirror"] == "${var.registry_mirror}", (root.name, name)
-    for module in ("k3s-server", "k3s-agents"):
-        main = (TERRAFORM / "modules" / module / "main.tf").read_text()
-        assert "registry_mirror = var.registry_mirror" in main, module
+    assert _cluster_local()["registry_mirror"] == "${var.registry_mirror}"
+    calls = _calls(TERRAFORM)
+    assert all(calls[name]["cluster"] == "${local.cluster}" for name in ("server", "agents"))
+    main = (TERRAFORM / "modules" / "k3s-node" / "main.tf").read_text()
+    assert "registry_mirror = var.cluster.registry_mirror" in main

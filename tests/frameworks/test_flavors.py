@@ -7,7 +7,9 @@ import importlib.metadata
 import numpy as np
 import pytest
 
-from chiml.lifecycle import flavors, tracking
+from chiml import tracking
+from chiml.lifecycle import flavors
+from chiml.lifecycle.model_logging import flavor_of
 
 
 def test_requirements_pin_what_is_installed_and_take_the_first_installed_alternative() -> None:
@@ -20,19 +22,19 @@ def test_requirements_pin_what_is_installed_and_take_the_first_installed_alterna
 def test_sklearn_and_torch_keep_their_flavors() -> None:
     from sklearn.linear_model import LogisticRegression
 
-    assert tracking._flavor(LogisticRegression()) == "sklearn"
+    assert flavor_of(LogisticRegression()) == "sklearn"
     torch = pytest.importorskip("torch")
-    assert tracking._flavor(torch.nn.Linear(2, 2)) == "pytorch"
-    assert tracking._flavor(object()) is None
+    assert flavor_of(torch.nn.Linear(2, 2)) == "pytorch"
+    assert flavor_of(object()) is None
 
 
 def test_boosting_wrappers_are_not_taken_for_sklearn() -> None:
     xgboost = pytest.importorskip("xgboost")
     lightgbm = pytest.importorskip("lightgbm")
     catboost = pytest.importorskip("catboost")
-    assert tracking._flavor(xgboost.XGBClassifier()) == "xgboost"
-    assert tracking._flavor(lightgbm.LGBMClassifier()) == "lightgbm"
-    assert tracking._flavor(catboost.CatBoostClassifier()) == "catboost"
+    assert flavor_of(xgboost.XGBClassifier()) == "xgboost"
+    assert flavor_of(lightgbm.LGBMClassifier()) == "lightgbm"
+    assert flavor_of(catboost.CatBoostClassifier()) == "catboost"
 
 
 def test_keras_lightning_and_pyfunc() -> None:
@@ -41,14 +43,14 @@ def test_keras_lightning_and_pyfunc() -> None:
     import mlflow.pyfunc
 
     model = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(2)])
-    assert tracking._flavor(model) == "keras"
-    assert tracking._flavor(lightning.LightningModule()) == "pytorch"
+    assert flavor_of(model) == "keras"
+    assert flavor_of(lightning.LightningModule()) == "pytorch"
 
     class Model(mlflow.pyfunc.PythonModel):
         def predict(self, context: object, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
             return model_input
 
-    assert tracking._flavor(Model()) == "pyfunc"
+    assert flavor_of(Model()) == "pyfunc"
 
 
 def test_threads_follows_the_tuning_share(monkeypatch: pytest.MonkeyPatch) -> None:

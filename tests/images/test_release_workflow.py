@@ -58,3 +58,14 @@ def test_the_release_workflow_runs_actionlint_itself() -> None:
     flow = yaml.safe_load(WORKFLOW.read_text())
     runs = [step.get("run", "") for step in flow["jobs"]["test"]["steps"]]
     assert any("make images-lint" in run for run in runs), runs
+
+
+def test_every_action_is_pinned_by_commit() -> None:
+    """A tag can be moved to other code; a commit cannot: every `uses:` names a full SHA, with
+    the release it is in a comment for the reader (and for update bots)."""
+    uses = re.findall(r"^\s*-?\s*uses:\s*(\S+)(.*)$", WORKFLOW.read_text(), flags=re.M)
+    assert len(uses) >= 6
+    for ref, comment in uses:
+        action, _, version = ref.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", version), f"{action} is pinned to {version!r}, not a commit"
+        assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", comment), f"{action}@{version}: name its release in a comment"

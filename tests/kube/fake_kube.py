@@ -75,6 +75,7 @@ class FakeCoreV1Api:
         self.job_pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.created_config_maps: list[dict[str, Any]] = []  # every ConfigMap accepted, for inspection
         self.cluster: FakeJobCluster | None = None
+        self.claims: dict[tuple[str, str], tuple[str, str] | None] = {}  # (namespace, name) -> owner (kind, name)
         self.calls: list[str] = []
 
     # namespaces
@@ -146,6 +147,15 @@ class FakeCoreV1Api:
     def list_node(self) -> Any:
         return SimpleNamespace(items=list(self.nodes))
 
+    # PersistentVolumeClaims, as the API server's garbage collector treats them: a claim with an
+    # owner goes when its owner is deleted, one without (a StatefulSet's volumeClaimTemplates) stays
+    def add_claim(self, namespace: str, name: str, owner: tuple[str, str] | None = None) -> None:
+        self.claims[(namespace, name)] = owner
+
+    def collect_garbage(self, namespace: str, owner: tuple[str, str]) -> None:
+        """``owner`` (kind, name) was deleted: so is every claim it owns."""
+        self.claims = {key: own for key, own in self.claims.items() if not (key[0] == namespace and own == owner)}
+
     def add_pod(self, namespace: str, name: str, labels: dict[str, str], ready: bool) -> None:
         condition = V1PodCondition(type="Ready", status="True" if ready else "False")
         self.pods.setdefault(namespace, []).append(
@@ -215,10 +225,18 @@ class FakeCustomObjectsApi:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        self.removed_groups: set[str] = set()  # API groups whose CRDs were deleted
         self.calls: list[str] = []
 
     def _key(self, group: str, version: str, namespace: str, plural: str, name: str) -> tuple[str, ...]:
+        if group in self.removed_groups:  # what the API server answers for a kind it no longer has
+            raise api_exception(404, "NotFound", "the server could not find the requested resource")
         return (group, version, plural, namespace, name)
+
+    def delete_crd(self, group: str) -> None:
+        """The CRDs of ``group`` are deleted: the API server deletes every object of their kinds."""
+        self.removed_groups.add(group)
+        self.objects = {key: obj for key, obj in self.objects.items() if key[0] != group}
 
     def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
                                         body: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +246,8 @@ class FakeCustomObjectsApi:
         key = self._key(group, version, namespace, plural, name)
         if key in self.objects:
             raise api_exception(409, "AlreadyExists", f'{plural}.{group} "{name}" already exists')
+        if plural == "inferenceservices":  # the CRD's schema and KServe's admission webhook
+            _invalid("InferenceService", name, body)
         stored = copy.deepcopy(body)
         stored["metadata"].update(namespace=namespace, generation=1, uid=f"uid-{name}",
                                   creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -243,6 +263,7 @@ class FakeCustomObjectsApi:
 
     def list_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
                                       label_selector: str | None = None) -> dict[str, Any]:
+        self._key(group, version, namespace, plural, "")  # 404 once the kind is gone
         items = [
             copy.deepcopy(obj) for (g, v, p, ns, _), obj in sorted(self.objects.items())
             if (g, v, p, ns) == (group, version, plural, namespace)
@@ -257,6 +278,8 @@ class FakeCustomObjectsApi:
         if key not in self.objects:
             raise api_exception(404, "NotFound", f'{plural}.{group} "{name}" not found')
         patched = _merge_patch(self.objects[key], body)
+        if plural == "inferenceservices":
+            _invalid("InferenceService", name, {k: v for k, v in patched.items() if k != "status"})
         if patched.get("spec") != self.objects[key].get("spec"):
             patched["metadata"]["generation"] = self.objects[key]["metadata"]["generation"] + 1
         self.objects[key] = patched

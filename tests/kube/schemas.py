@@ -30,7 +30,14 @@ class SchemaError(ValueError):
     """A manifest does not match the upstream type."""
 
 
+# kserve's generator spells some embedded Kubernetes types by their Go package path
+# (K8sIoApiAppsV1DeploymentStrategy = apps/v1 DeploymentStrategy = kubernetes' V1DeploymentStrategy)
+GO_PACKAGE_TYPE = re.compile(r"^K8sIoApi[A-Z][a-z]+(V\d+(?:(?:alpha|beta)\d+)?[A-Z]\w*)$")
+
+
 def _model_class(name: str) -> type:
+    if match := GO_PACKAGE_TYPE.match(name):
+        name = match.group(1)
     for module in (kserve_models, kubernetes.client):
         cls = getattr(module, name, None)
         if cls is not None and hasattr(cls, "attribute_map"):
@@ -122,6 +129,38 @@ MIDDLEWARE = {
 KUBERNETES_VERSION = "1.35.0"
 
 
+# KServe's admission webhook (pkg/apis/serving/v1beta1/inference_service_validation.go), the
+# rules chiml's manifests touch: the name, the autoscaler class, and in Standard mode with the
+# HPA a cpu (1-100 %) or memory metric.
+ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+AUTOSCALER_CLASSES = {"hpa", "keda", "external", "none"}
+HPA_METRICS = {"cpu", "memory"}
+
+
+def check_inference_service(doc: dict[str, Any]) -> None:
+    """An InferenceService against the kserve SDK's models and the webhook's rules."""
+    check_model(doc, kserve_models.V1beta1InferenceService, doc.get("metadata", {}).get("name", "?"))
+    if doc.get("apiVersion") != kserve_constants.KSERVE_V1BETA1:
+        raise SchemaError(f"apiVersion {doc.get('apiVersion')!r} is not {kserve_constants.KSERVE_V1BETA1}")
+    name = doc["metadata"]["name"]
+    if not ISVC_NAME.match(name):
+        raise SchemaError(f"InferenceService name {name!r} does not match {ISVC_NAME.pattern}")
+    annotations = doc["metadata"].get("annotations") or {}
+    autoscaler = annotations.get("serving.kserve.io/autoscalerClass")
+    if autoscaler is not None and autoscaler not in AUTOSCALER_CLASSES:
+        raise SchemaError(f"[{autoscaler}] is not a supported autoscaler class type")
+    predictor = doc["spec"].get("predictor") or {}
+    if annotations.get("serving.kserve.io/deploymentMode") == "Standard" and autoscaler == "hpa":
+        metric = predictor.get("scaleMetric", "cpu")
+        if metric not in HPA_METRICS:
+            raise SchemaError(f"[{metric}] is not a supported metric")
+        target = predictor.get("scaleTarget")
+        if target is not None and metric == "cpu" and not 1 <= target <= 100:
+            raise SchemaError("the target utilization percentage should be a [1-100] integer")
+    if predictor.get("minReplicas", 1) > predictor.get("maxReplicas", predictor.get("minReplicas", 1)):
+        raise SchemaError("minReplicas is more than maxReplicas")
+
+
 def validate(doc: dict[str, Any]) -> None:
     """Raise SchemaError / jsonschema / kubernetes_validate ValidationError for an invalid manifest."""
     kind = doc.get("kind")
@@ -131,6 +170,8 @@ def validate(doc: dict[str, Any]) -> None:
         pod_spec = {k: v for k, v in doc["spec"].items() if k in POD_SPEC_FIELDS}
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": doc["metadata"]["name"]}, "spec": pod_spec}
         kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    elif kind == "InferenceService":
+        check_inference_service(doc)
     elif kind == "Middleware":
         jsonschema.validate(doc, MIDDLEWARE)
     else:

@@ -3,13 +3,11 @@ installer sends is accepted by the real helm's flag parser (no unknown or deprec
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from chiml.kube.helm import Helm
 from chiml.kube.installer import install_platform, uninstall_platform
@@ -78,11 +76,10 @@ def test_global_flags_match_real_helm():
 
 def test_real_helm_accepts_every_command_line_the_installer_sends(loaded, cluster, fake_helm, kube_api, tmp_path):
     helm = real_helm()
-    quiet = Console(file=io.StringIO())
-    install_platform(loaded, cluster, console=quiet, api=kube_api)
-    install_platform(loaded, cluster, console=quiet, api=kube_api)  # unchanged: `get values` for each
+    install_platform(loaded, cluster, api=kube_api)
+    install_platform(loaded, cluster, api=kube_api)  # unchanged: `get values` for each
     Helm().status("mlflow", "chiml")  # what a failure report runs
-    uninstall_platform(loaded, cluster, console=quiet)
+    uninstall_platform(loaded, cluster)
     calls = fake_helm.calls
     assert {c[0] for c in calls} >= {"version", "list", "get", "status", "upgrade", "uninstall"}
     kubeconfig = tmp_path / "unreachable-kubeconfig"

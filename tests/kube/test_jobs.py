@@ -23,7 +23,7 @@ from .fake_kube import FakeBatchV1Api, FakeCoreV1Api, api_exception
 from .schemas import validate
 
 REPO = Path(__file__).resolve().parents[2]
-AGENT_MODULE = REPO / "terraform" / "modules" / "k3s-agents" / "main.tf"
+AGENT_MODULE = REPO / "terraform" / "modules" / "k3s-node" / "main.tf"
 TRAINER_DOCKERFILE = REPO / "services" / "trainer" / "Dockerfile"
 
 
@@ -336,7 +336,7 @@ def test_fake_job_replaces_failed_pods_until_the_backoff_limit() -> None:
 
 
 def test_fake_job_fails_at_once_on_a_pod_failure_policy_exit_code() -> None:
-    core, batch = _controller("failed", exit_code=2)
+    _, batch = _controller("failed", exit_code=2)
     batch.create_namespaced_job("chiml", jobs.job_object(make_job(workers=2, retries=6, fatal_exit_codes=(2,),
                                                                   code=None)))
     job = _settle(batch, "train-digits-abc123")

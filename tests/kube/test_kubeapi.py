@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, UnreachableError
 from chiml.kube.kubeapi import KubeApi
 
 from .fake_kube import FakeCoreV1Api, FakeCustomObjectsApi
 
 
 def test_missing_or_broken_kubeconfig(tmp_path: Path):
-    with pytest.raises(ChimlError, match="kubeconfig not found"):
+    with pytest.raises(InvalidInputError, match="kubeconfig not found"):
         KubeApi.from_kubeconfig(str(tmp_path / "nope"))
     broken = tmp_path / "kubeconfig"
     broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    with pytest.raises(ChimlError, match="cannot use kubeconfig"):
+    with pytest.raises(InvalidInputError, match="cannot use kubeconfig"):
         KubeApi.from_kubeconfig(str(broken))
 
 
@@ -44,7 +44,7 @@ class Unreachable(FakeCoreV1Api):
 
 def test_api_errors_keep_the_servers_message():
     api = KubeApi(core=Unreachable(), custom=FakeCustomObjectsApi(), host="https://10.0.0.1:6443")
-    with pytest.raises(ChimlError, match=r"list nodes: cannot reach the Kubernetes API at https://10\.0\.0\.1:6443"):
+    with pytest.raises(UnreachableError, match=r"list nodes: cannot reach the Kubernetes API at https://10\.0\.0\.1:6443"):
         api.nodes()
     api = KubeApi(core=FakeCoreV1Api(), custom=FakeCustomObjectsApi())
     with pytest.raises(ChimlError, match='namespaces "ghost" not found'):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 from chiml.errors import ChimlError
 from chiml.kube.helm import Helm
-from chiml.kube.pins import check_pins, main, require_published
+from chiml.kube.pins import check_pins, require_published
 from chiml.kube.releases import load_releases
 
 from .conftest import FakeHelm
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_upstream_release_is_pulled_at_its_pin(helm_dir: Path, fake_helm: FakeHelm):
@@ -40,6 +43,15 @@ def test_an_unpublished_pin_is_named_with_the_registrys_error(
         require_published(releases, Helm())
     assert caught.value.message.startswith("2 chart pin(s)") and "\n" not in caught.value.message
     assert main([str(helm_dir)]) == 1
+
+
+def main(argv: list[str]) -> int:
+    """scripts/check_chart_pins.py's entry point (`make kube-pins`)."""
+    spec = importlib.util.spec_from_file_location("check_chart_pins", REPO / "scripts" / "check_chart_pins.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(argv))
 
 
 def test_main_reports_success(helm_dir: Path, fake_helm: FakeHelm, capsys: pytest.CaptureFixture[str]):

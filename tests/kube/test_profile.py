@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rich.console import Console
 
 from chiml.cluster import ClusterDescription
 from chiml.errors import ChimlError, NotSupportedError
@@ -46,7 +44,7 @@ def test_status_secrets_and_uris_after_install(loaded, cluster, fake_helm, kube_
     assert len(before) == 1 and not before[0].healthy and "not installed" in before[0].detail
     with pytest.raises(ChimlError, match="not installed"):
         profile.tracking_uri()
-    install_platform(loaded, cluster, console=Console(file=io.StringIO()), api=kube_api)
+    install_platform(loaded, cluster, api=kube_api)
     # the cluster's pods, as the API reports them
     kube_api.core.add_pod("chiml", "mlflow-1", {"app.kubernetes.io/instance": "mlflow"}, ready=True)
     kube_api.core.add_pod("chiml", "tb-1", {"app.kubernetes.io/instance": "tensorboard"}, ready=False)
@@ -58,13 +56,12 @@ def test_status_secrets_and_uris_after_install(loaded, cluster, fake_helm, kube_
     secrets = profile.secrets()
     assert secrets["ui_username"] == "chiml" and len(secrets["ui_password"]) == 24
     assert len(secrets["inference_token"]) == 40 and secrets["s3_access_key_id"]
-    os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
-    try:
-        assert profile.tracking_uri() == "http://mlflow.203.0.113.7.nip.io"
-        assert os.environ["MLFLOW_TRACKING_PASSWORD"] == secrets["ui_password"]
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
-        os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+    before = dict(os.environ)
+    assert profile.tracking_uri() == "http://mlflow.203.0.113.7.nip.io"
+    assert profile.tracking_credentials() == {
+        "MLFLOW_TRACKING_USERNAME": "chiml", "MLFLOW_TRACKING_PASSWORD": secrets["ui_password"],
+    }
+    assert dict(os.environ) == before  # asking where MLflow is changes nothing
     # Optuna logs in with its own role, whose password `up` generated (never the superuser)
     optuna = kube_api.read_secret("chiml", "chiml-pg-optuna")
     assert optuna["username"] == "optuna" and secrets["postgres_optuna_password"] == optuna["password"]

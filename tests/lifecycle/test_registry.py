@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from chiml.errors import ChimlError
+from chiml.errors import InvalidInputError, NotFoundError
 from chiml.lifecycle.registry import ModelRegistry
 from chiml.lifecycle.train import run_training
 from chiml.lifecycle.tune import run_study
@@ -54,7 +54,7 @@ def test_register_promote_archive(platform: LifecyclePlatform, scripts: Path) ->
     archived = registry.archive("tabular-reg", 2)
     assert archived.archived and archived.aliases == []
     assert registry.describe("tabular-reg").aliases == {}
-    with pytest.raises(ChimlError, match="archived"):
+    with pytest.raises(InvalidInputError, match="archived"):
         registry.promote("tabular-reg", 2, "production")
 
 
@@ -71,13 +71,13 @@ def test_registry_errors_are_one_line(platform: LifecyclePlatform, scripts: Path
     registry = ModelRegistry(platform)
     (scripts / "nomodel.py").write_text("print('no model here')\n")
     run = run_training(platform, str(scripts / "nomodel.py"), {}, echo=_quiet)
-    with pytest.raises(ChimlError, match="logged no model"):
+    with pytest.raises(NotFoundError, match="logged no model"):
         registry.register(run.run_id, "nothing")
-    with pytest.raises(ChimlError, match="no MLflow run"):
+    with pytest.raises(NotFoundError, match="no MLflow run"):
         registry.register("0" * 32, "nothing")
-    with pytest.raises(ChimlError, match="neither a run id"):
+    with pytest.raises(InvalidInputError, match="neither a run id"):
         registry.register("not-a-run", "nothing")
-    with pytest.raises(ChimlError, match="no registered model"):
+    with pytest.raises(NotFoundError, match="no registered model"):
         registry.describe("never-registered")
-    with pytest.raises(ChimlError, match="invalid model name"):
+    with pytest.raises(InvalidInputError, match="invalid model name"):
         registry.register(run.run_id, "a/b")

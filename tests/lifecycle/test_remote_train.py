@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from chiml.config import ChimlConfig
 from chiml.errors import ChimlError
 from chiml.kube import incluster, jobs
-from chiml.lifecycle import mlflow_server
+from chiml.lifecycle import mlflow_client
 from chiml.lifecycle.cluster import ClusterSite
 from chiml.lifecycle.remote import RemoteRunFailed, run_on_cluster
 from chiml.lifecycle.train import run_training, select_devices
@@ -53,7 +53,7 @@ def run(platform: LifecyclePlatform, cluster: Cluster, project: Path, lines: lis
 
 
 def mlflow_run(platform: LifecyclePlatform, run_id: str) -> Any:
-    return mlflow_server.client(platform.tracking_uri).get_run(run_id)
+    return mlflow_client.client(platform.tracking_uri).get_run(run_id)
 
 
 def test_success_streams_logs_and_cleans_up(platform: LifecyclePlatform, project: Path) -> None:
@@ -87,7 +87,7 @@ def test_success_streams_logs_and_cleans_up(platform: LifecyclePlatform, project
     run_info = mlflow_run(platform, result.run_id)
     assert run_info.info.status == "FINISHED"
     assert run_info.data.tags["chiml.exit_code"] == "0"
-    logged = mlflow_server.client(platform.tracking_uri).download_artifacts(result.run_id, "logs/pod.txt")
+    logged = mlflow_client.client(platform.tracking_uri).download_artifacts(result.run_id, "logs/pod.txt")
     assert Path(logged).read_text() == LOGS
 
 
@@ -186,7 +186,7 @@ def test_detach_leaves_the_job_to_clean_up_after_itself(platform: LifecyclePlatf
     # what the TTL controller does at expiry: the Job goes, the garbage collector takes the rest
     cluster.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
     cluster.assert_nothing_left()
-    mlflow_server.client(platform.tracking_uri).set_terminated(result.run_id, status="KILLED")
+    mlflow_client.client(platform.tracking_uri).set_terminated(result.run_id, status="KILLED")
 
 
 def test_submit_failure_leaves_nothing_and_closes_the_run(platform: LifecyclePlatform, project: Path) -> None:
@@ -195,8 +195,8 @@ def test_submit_failure_leaves_nothing_and_closes_the_run(platform: LifecyclePla
     with pytest.raises(ChimlError, match='namespaces "missing" not found'):
         run(platform, cluster, project)
     cluster.assert_nothing_left()
-    runs = mlflow_server.client(platform.tracking_uri).search_runs(
-        [mlflow_server.experiment_id(mlflow_server.client(platform.tracking_uri), "Default")],
+    runs = mlflow_client.client(platform.tracking_uri).search_runs(
+        [mlflow_client.experiment_id(mlflow_client.client(platform.tracking_uri), "Default")],
         filter_string="attributes.status = 'RUNNING'",
     )
     assert all(r.data.tags.get("chiml.job", "").split("/")[0] != "missing" for r in runs)
@@ -302,7 +302,7 @@ def test_the_pod_runs_the_script_and_closes_its_own_run(platform: LifecyclePlatf
     assert result.status == "FINISHED", "".join(lines)
     assert [line for line in lines if line.startswith("epoch")] == ["epoch 0\n", "epoch 1\n"], lines
     cluster.assert_nothing_left()
-    client = mlflow_server.client(platform.tracking_uri)
+    client = mlflow_client.client(platform.tracking_uri)
     info = client.get_run(result.run_id)
     assert info.data.params["epochs"] == "2" and info.data.metrics["loss"] == 0.5
     # the pod's supervisor stored the output itself (a detached run keeps its output too)

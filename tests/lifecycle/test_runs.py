@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chiml.errors import InvalidInputError
-from chiml.lifecycle import mlflow_server
+from chiml.lifecycle import mlflow_client
 from chiml.lifecycle import runs as runs_module
 from chiml.lifecycle.remote import run_on_cluster
 from chiml.lifecycle.runs import Runs
@@ -31,7 +31,7 @@ QUICK = "print('hello from the run', flush=True)\nprint('bye', flush=True)\n"
 
 
 def status(platform: LifecyclePlatform, run_id: str) -> str:
-    return str(mlflow_server.client(platform.tracking_uri).get_run(run_id).info.status)
+    return str(mlflow_client.client(platform.tracking_uri).get_run(run_id).info.status)
 
 
 def started_detached(platform: LifecyclePlatform, scripts: Path) -> tuple[str, list[psutil.Process]]:
@@ -158,8 +158,8 @@ def test_a_job_whose_pod_died_unclosed_is_reconciled(
 
 
 def test_cancel_of_a_run_on_another_machine_is_refused(platform: LifecyclePlatform) -> None:
-    client = mlflow_server.client(platform.tracking_uri)
-    run = client.create_run(mlflow_server.experiment_id(client, "Default"),
+    client = mlflow_client.client(platform.tracking_uri)
+    run = client.create_run(mlflow_client.experiment_id(client, "Default"),
                             tags={"chiml.kind": "train", "chiml.host": "elsewhere", "chiml.pid": str(os.getpid())})
     from chiml.errors import NotSupportedError
 
@@ -175,8 +175,8 @@ def test_a_studys_logs_are_every_workers_prefixed(platform: LifecyclePlatform) -
     cluster = Cluster(PodScript("succeeded", logs="trial 0 COMPLETE\n"))
     plan = make_job(name="tune-quad-abc123", kind="tune", workers=2, code=None, container="worker")
     cluster.batch.create_namespaced_job(NAMESPACE, jobs.job_object(plan))
-    client = mlflow_server.client(platform.tracking_uri)
-    run = client.create_run(mlflow_server.experiment_id(client, "Default"),
+    client = mlflow_client.client(platform.tracking_uri)
+    run = client.create_run(mlflow_client.experiment_id(client, "Default"),
                             tags={"chiml.kind": "study", "chiml.job": f"{NAMESPACE}/{plan.name}"})
     for _ in range(4):  # the kubelet starts the pods
         cluster.api.job_pods(NAMESPACE, plan.name)

@@ -64,7 +64,7 @@ def test_failing_script_marks_the_run_failed_and_keeps_its_stderr(
 ) -> None:
     script = scripts / "boom.py"
     script.write_text(
-        "import sys\nfrom chiml.lifecycle import tracking as ct\n"
+        "import sys\nfrom chiml import tracking as ct\n"
         "ct.log_metrics(step=0, loss=1.5)\nprint('about to fail', file=sys.stderr)\nraise SystemExit(3)\n"
     )
     lines: list[tuple[str, str]] = []

@@ -16,7 +16,7 @@ from tests.lifecycle.conftest import EXAMPLES, LifecyclePlatform
 pytestmark = pytest.mark.e2e
 
 QUADRATIC = """
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 p = ct.params(x=ct.float_range(-4.0, 4.0), steps=3)
 for step in range(p["steps"]):
     ct.log_metrics(step=step, loss=(p["x"] - 1.0) ** 2 + 1.0 / (step + 1))
@@ -69,7 +69,7 @@ def test_study_with_two_workers_child_runs_and_resume(platform: LifecyclePlatfor
 def test_crashed_worker_costs_one_trial_not_the_study(platform: LifecyclePlatform, scripts: Path) -> None:
     marker = scripts / "crashed-once"
     (scripts / "crashy.py").write_text(
-        "import os, signal\nfrom chiml.lifecycle import tracking as ct\n"
+        "import os, signal\nfrom chiml import tracking as ct\n"
         "p = ct.params(x=ct.float_range(0.0, 1.0))\n"
         f"if not os.path.exists({str(marker)!r}):\n"
         f"    open({str(marker)!r}, 'w').close()\n"

@@ -8,9 +8,11 @@ from pathlib import Path
 import optuna
 import pytest
 
+from chiml import tracking as ct
 from chiml.cli.train import parse_params
-from chiml.errors import ChimlError
-from chiml.lifecycle import tracking as ct
+from chiml.errors import ChimlError, InvalidInputError
+from chiml.lifecycle import context
+from chiml.lifecycle.context import RunContext
 from chiml.lifecycle.storage import open_storage
 from chiml.lifecycle.target import resolve
 from chiml.lifecycle.tbwriter import TBWriter
@@ -22,7 +24,7 @@ def fresh_context(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", ct.ENV_PARAMS, ct.ENV_DEVICE):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(ct.ENV_TB_LOGDIR, str(tmp_path / "tb"))
-    monkeypatch.setattr(ct, "_current", None)
+    monkeypatch.setattr(context, "_current", None)
 
 
 def test_parse_params_reads_json_values_and_text() -> None:
@@ -54,14 +56,14 @@ def test_params_overrides_are_coerced_to_the_default_type(monkeypatch: pytest.Mo
 
 def test_params_override_of_wrong_type_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ct.ENV_PARAMS, json.dumps({"epochs": "many"}))
-    with pytest.raises(ChimlError, match="epochs='many' is not a int"):
+    with pytest.raises(InvalidInputError, match="epochs='many' is not a int"):
         ct.params(epochs=3)
 
 
 def test_space_validation() -> None:
-    with pytest.raises(ChimlError):
+    with pytest.raises(InvalidInputError):
         ct.float_range(1.0, 1.0)
-    with pytest.raises(ChimlError):
+    with pytest.raises(InvalidInputError):
         ct.choice([])
 
 
@@ -70,7 +72,7 @@ def test_params_in_a_trial_are_suggested_within_the_space() -> None:
     seen = set()
     for _ in range(10):
         trial = study.ask()
-        ct._current = ct._Context(mode="trial", tracking=False, overrides={"fixed": 9}, tb_logdir=None, trial=trial)
+        context.replace(RunContext(mode="trial", tracking=False, overrides={"fixed": 9}, tb_logdir=None, trial=trial))
         values = ct.params(lr=ct.float_range(0.1, 0.2), n=ct.int_range(1, 3), fixed=1, arch=ct.choice(["a", "b"]))
         assert 0.1 <= values["lr"] <= 0.2 and values["n"] in (1, 2, 3) and values["fixed"] == 9
         assert trial.params["lr"] == values["lr"]  # what the script got is what Optuna recorded
@@ -82,10 +84,10 @@ def test_params_in_a_trial_are_suggested_within_the_space() -> None:
 def test_metric_of_a_trial_reaches_optuna_as_intermediate_values() -> None:
     study = optuna.create_study()
     trial = study.ask()
-    ct._current = ct._Context(mode="trial", tracking=False, overrides={}, tb_logdir=None, trial=trial, metric="loss")
+    context.replace(RunContext(mode="trial", tracking=False, overrides={}, tb_logdir=None, trial=trial, metric="loss"))
     ct.log_metrics(step=0, loss=3.0, other=1.0)
     ct.log_metrics(step=1, loss=2.0)
-    assert ct._current.objective == 2.0
+    assert context.current().objective == 2.0
     study.tell(trial, 2.0)
     assert study.trials[0].intermediate_values == {0: 3.0, 1: 2.0}
 
@@ -152,7 +154,7 @@ def test_declared_objective_is_read_without_running_the_script(tmp_path: Path) -
     script = tmp_path / "train.py"
     script.write_text(
         "raise SystemExit('must not run')\n"
-        "from chiml.lifecycle import tracking as ct\n"
+        "from chiml import tracking as ct\n"
         "def main():\n    ct.objective('val_accuracy', direction='maximize')\n"
     )
     assert resolve("train.py", cwd=tmp_path).declared_objective() == ("val_accuracy", "maximize")
@@ -164,8 +166,8 @@ def test_declared_objective_is_read_without_running_the_script(tmp_path: Path) -
 
 def test_objective_sets_the_metric_unless_given() -> None:
     ct.objective("val_accuracy", "maximize")
-    assert ct._current.metric == "val_accuracy"
-    with pytest.raises(ChimlError, match="direction"):
+    assert context.current().metric == "val_accuracy"
+    with pytest.raises(InvalidInputError, match="direction"):
         ct.objective("x", "up")  # type: ignore[arg-type]
 
 

@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 
 from chiml.optimize.triton import config_pbtxt, write_repository
-from chiml_serving.runtimes.spec import RuntimeSpec, TensorSpec
+from chiml_contract.artifact import RuntimeSpec
+from chiml_contract.tensors import TensorSpec
 from chiml_serving.runtimes.tensorrt import engine_cache_key, shape_profile
 
-SPEC = RuntimeSpec(runtime="tensorrt", inputs=[TensorSpec("input", "float32", [-1, 64])],
-                   outputs=[TensorSpec("output", "float32", [-1, 10])], task="classifier")
+SPEC = RuntimeSpec(runtime="tensorrt", inputs=[TensorSpec("input", "FP32", (-1, 64))],
+                   outputs=[TensorSpec("output", "FP32", (-1, 10))], task="classifier")
 PROFILE = shape_profile(SPEC)
 
 
 def test_shape_profile_spans_the_batch_axis_only() -> None:
     assert PROFILE == {"input": [[1, 64], [8, 64], [64, 64]]}
-    dynamic = RuntimeSpec(runtime="tensorrt", inputs=[TensorSpec("x", "float32", [-1, -1])], outputs=[])
+    dynamic = RuntimeSpec(runtime="tensorrt", inputs=[TensorSpec("x", "FP32", (-1, -1))], outputs=[])
     with pytest.raises(ValueError, match="dynamic non-batch"):
         shape_profile(dynamic)
 
@@ -49,7 +50,7 @@ def test_triton_config_for_a_batched_tensorrt_plan() -> None:
     assert "dims: [ -1, 64 ]" in unbatched and "dynamic_batching" not in unbatched
     with pytest.raises(ValueError, match="may only hold"):
         config_pbtxt("bad name", SPEC)
-    odd = RuntimeSpec(runtime="tensorrt", inputs=[TensorSpec("s", "str", [-1])], outputs=[])
+    odd = RuntimeSpec(runtime="tensorrt", inputs=[TensorSpec("s", "BYTES", (-1,))], outputs=[])
     with pytest.raises(ValueError, match="no Triton type"):
         config_pbtxt("m", odd)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,17 @@ _FIGURES: dict[str, Any] = {}
 @pytest.fixture
 def figures() -> dict[str, Any]:
     return _FIGURES
+
+
+def remove_postgres_data(home: Path) -> None:
+    """`chiml down` keeps the data. Run as root, a test's managed PostgreSQL lives outside its
+    temporary folder (/var/lib/chiml/<id>/postgresql: the postgres user cannot enter /tmp's
+    private pytest folders), so the test removes that cluster itself once it is down."""
+    link = home / "data" / "postgresql"
+    if link.is_symlink():
+        cluster = link.resolve().parent
+        if cluster.parent == Path("/var/lib/chiml"):
+            shutil.rmtree(cluster, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -98,3 +98,79 @@ def test_bad_cli_input_is_one_clear_line(running: Path, args: list[str]):
     assert "Traceback" not in output, output
     errors = [line for line in output.splitlines() if line.lower().startswith("error")]
     assert len(errors) == 1, output
+
+
+# ----------------------------------------------------------------- property tests over the CLI
+# Arguments a user can type (no NUL, no lone surrogates: a real argv cannot carry them).
+typed = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+numbers = st.one_of(st.integers(-(10**9), 10**9).map(str), typed)
+# Model URIs that cannot name anything on this machine or off it: registry, run and artifact URIs
+# of the platform's own (empty) server, and paths that do not exist. Never a bare path (an
+# existing folder, "/" or ".", would be copied as a model) and never s3:// or http:// (off loopback).
+model_uris = st.builds(
+    lambda prefix, rest: prefix + rest,
+    st.sampled_from(["models:/", "models:/m-", "runs:/", "mlflow-artifacts:/", "does-not-exist/"]),
+    typed,
+)
+calls = st.one_of(
+    st.tuples(st.just("endpoints"), st.just("scale"), typed, numbers),
+    st.tuples(st.just("endpoints"), st.just("delete"), typed),
+    st.tuples(st.just("models"), st.just("describe"), typed),
+    st.builds(lambda uri, name: ("deploy", uri, "--name", name), model_uris, typed),
+    st.builds(lambda uri, name, n: ("deploy", uri, "--name", name, "--replicas", n), model_uris, typed, numbers),
+    st.builds(lambda name: ("predict", name, "--file", "does-not-exist.json"), typed),
+    st.builds(lambda p: ("train", "does-not-exist/train.py", "--param", p), typed),
+    st.builds(lambda n: ("tune", "does-not-exist/train.py", "--trials", n), numbers),
+    st.builds(lambda name: ("logs", name), typed),
+)
+
+
+def _run_cli(args: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`chiml ARGS` in this process, as the console script runs it (main(): one-line errors)."""
+    import sys
+
+    from chiml.cli.main import main
+
+    saved = sys.argv
+    sys.argv = ["chiml", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        sys.argv = saved
+    out, err = capfd.readouterr()
+    return code, out + err
+
+
+@pytest.mark.e2e
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(call=calls)
+def test_any_cli_call_on_nothing_is_one_clear_line(running: Path, capfd: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, figures: dict, call: tuple):
+    """Calls naming endpoints, models, runs and files that do not exist, with any text in their
+    arguments: a non-zero exit and exactly one error line, never a traceback, nothing made."""
+    monkeypatch.chdir(running)
+    monkeypatch.delenv("CHIML_HOME", raising=False)
+    code, output = _run_cli(list(call), capfd)
+    assert code != 0, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.lower().startswith("error")]
+    assert len(errors) == 1, output
+    figures["fuzzed CLI calls on nothing: one error line each"] = figures.get(
+        "fuzzed CLI calls on nothing: one error line each", 0) + 1
+
+
+@pytest.mark.e2e
+def test_fuzzed_calls_left_nothing_behind(running: Path):
+    """After the calls above (run first in this module): no endpoint, no endpoint folder or program."""
+    from chiml import Platform
+    from chiml.local.supervisor import Supervisor
+
+    platform = Platform.connect(config=running / "chiml.yaml")
+    assert platform.endpoints.list() == []
+    home = running / ".chiml"
+    assert not (home / "endpoints").exists() or not any((home / "endpoints").iterdir())
+    programs = sorted(p.stem for p in Supervisor(home).programs_dir.glob("*.conf"))
+    assert programs == ["mlflow", "optuna_dashboard", "tensorboard"]

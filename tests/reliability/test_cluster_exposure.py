@@ -74,3 +74,79 @@ def test_policies_install_after_the_stores_they_guard():
     release = next(r for r in releases() if r.name == "chiml-network-policies")
     assert set(release.depends_on) == {"postgres", "seaweedfs"}
     assert names.index("chiml-network-policies") > max(names.index("postgres"), names.index("seaweedfs"))
+
+
+# ----------------------------------------------------------------- logins and pod hardening
+def _rendered_charts(tmp_path: Path) -> dict[str, list[dict]]:
+    """Every chart of ours, rendered by the real helm with chiml's values file for it."""
+    from tests.kube.test_charts import CHARTS, helm_binary, render, values_file_for
+
+    helm = helm_binary()
+    return {chart: render(helm, chart, values_file_for(chart, tmp_path)) for chart in CHARTS}
+
+
+def _auth() -> dict[str, dict[str, str]]:
+    """helm/values/chiml-auth.yaml: the Traefik middlewares (and their Secrets) of the two logins."""
+    return yaml.safe_load((REPO / "helm" / "values" / "chiml-auth.yaml").read_text())
+
+
+def _middleware(namespace: str, login: str) -> str:
+    return f"{namespace}-{_auth()[login]['middleware']}@kubernetescrd"
+
+
+def test_every_ui_and_endpoint_asks_for_a_login(tmp_path: Path):
+    """Each way in from outside (an Ingress of a UI, an InferenceService's route) goes through the
+    basic-auth middleware that chiml-auth defines, and nothing is published past the ingress."""
+    from chiml.kube.endpoints import KServeEndpoints
+    from chiml.kube.kubeapi import KubeApi
+    from tests.kube.fake_kube import FakeCoreV1Api, FakeCustomObjectsApi
+
+    rendered = _rendered_charts(tmp_path)
+    middlewares = {d["metadata"]["name"]: d["spec"]["basicAuth"] for d in rendered["chiml-auth"]}
+    for login, settings in _auth().items():
+        assert middlewares[settings["middleware"]]["secret"] == settings["secret"], login
+    ingresses = [d for docs in rendered.values() for d in docs if d["kind"] == "Ingress"]
+    assert len(ingresses) == 2  # optuna-dashboard, tensorboard
+    for ingress in ingresses:
+        annotations = ingress["metadata"].get("annotations") or {}
+        assert annotations.get("traefik.ingress.kubernetes.io/router.middlewares") == _middleware("chiml", "ui"), (
+            ingress["metadata"]["name"])
+    services = [d for docs in rendered.values() for d in docs if d["kind"] == "Service"]
+    assert services and all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in services)
+    # upstream charts: every values file that turns an ingress on puts the login in front of it
+    for path in sorted((REPO / "helm" / "values").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        ingress = doc.get("ingress") or {}
+        if ingress.get("enabled"):
+            routed = (ingress.get("annotations") or {}).get("traefik.ingress.kubernetes.io/router.middlewares")
+            assert routed or ingress.get("middlewares"), f"{path.name}: an ingress without a login"
+            assert (routed or ingress["middlewares"][0]).replace("${namespace}", "chiml") == _middleware("chiml", "ui")
+        assert (doc.get("service") or {}).get("type", "ClusterIP") == "ClusterIP", path.name
+    # the endpoints: every InferenceService chiml builds routes through the inference login
+    backend = KServeEndpoints(KubeApi(core=FakeCoreV1Api(), custom=FakeCustomObjectsApi()), "chiml",
+                              ingress_scheme="http", ingress_domain="203.0.113.7.nip.io")
+    body = backend.build("s3://chiml-models/digits/1", "digits", "onnxruntime", 1, 1)
+    annotations = body["metadata"]["annotations"]
+    assert annotations["traefik.ingress.kubernetes.io/router.middlewares"] == _middleware("chiml", "inference")
+
+
+def test_every_pod_runs_as_non_root_on_a_read_only_root(tmp_path: Path):
+    """Our images need no writable root (they write to mounted volumes only): every container of
+    our charts, and the MLflow server the upstream chart runs from our image, says so."""
+    checked = 0
+    for chart, docs in _rendered_charts(tmp_path).items():
+        for doc in docs:
+            spec = (doc["spec"]["template"]["spec"] if doc["kind"] in ("Deployment", "StatefulSet", "Job")
+                    else doc["spec"] if doc["kind"] == "ClusterServingRuntime" else None)
+            if spec is None:
+                continue
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                context = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+                where = f"{chart}: {doc['kind']}/{doc['metadata']['name']}/{container['name']}"
+                assert context.get("runAsNonRoot") is True and context.get("runAsUser", 0) > 0, where
+                assert context.get("readOnlyRootFilesystem") is True, where
+                checked += 1
+    assert checked >= 4  # optuna-dashboard, tensorboard and the serving runtimes
+    mlflow = yaml.safe_load((REPO / "helm" / "values" / "mlflow.yaml").read_text())
+    assert mlflow["securityContext"]["readOnlyRootFilesystem"] is True
+    assert mlflow["securityContext"]["runAsNonRoot"] is True and mlflow["podSecurityContext"]["runAsNonRoot"] is True

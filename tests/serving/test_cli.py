@@ -31,7 +31,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     "command",
     [["deploy"], ["predict"], ["endpoints"], ["endpoints", "list"], ["endpoints", "describe"],
-     ["endpoints", "scale"], ["endpoints", "delete"], ["endpoints", "logs"]],
+     ["endpoints", "scale"], ["endpoints", "update"], ["endpoints", "delete"], ["endpoints", "logs"]],
 )  # fmt: skip
 def test_every_command_has_help(project: Path, command: list[str]) -> None:
     result = _chiml(project, *command, "--help")
@@ -55,6 +55,13 @@ def test_list_on_a_new_platform(project: Path) -> None:
         (["predict", "digits", "--data", "[[1]]"], "no endpoint named 'digits'"),
         (["endpoints", "delete", "digits"], "no endpoint named 'digits'"),
         (["endpoints", "scale", "digits", "2"], "the local platform is not running"),
+        (["endpoints", "scale", "digits"], "give a number of replicas, or --min-replicas/--max-replicas"),
+        (["endpoints", "scale", "digits", "--min-replicas", "3", "--max-replicas", "2"],
+         "--min-replicas 3 is more than --max-replicas 2"),
+        (["endpoints", "scale", "digits", "--max-replicas", "3", "--scale-metric", "memory"],
+         "unknown scale metric 'memory': choose one of concurrency, cpu"),
+        (["endpoints", "update", "digits", "models:/digits/2"], "no endpoint named 'digits'"),
+        (["deploy", "models:/digits/1", "--name", "digits", "--dry-run"], "--dry-run is for cluster profiles"),
         (["deploy", "models:/digits@production", "--name", "Digits"], "invalid endpoint name 'Digits'"),
         (["deploy", "models:/digits@production", "--name", "digits"], "the local platform is not running"),
     ],

@@ -62,6 +62,9 @@ class _Backend:
     def url(self, name: str) -> str:
         return self._url
 
+    def urls(self, name: str) -> list[str]:
+        return [self._url]
+
     def auth(self) -> tuple[str, str] | None:
         return self._auth
 

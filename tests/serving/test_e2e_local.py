@@ -24,8 +24,9 @@ pytestmark = pytest.mark.e2e
 NAME = "digits-e2e"
 
 
-def _register_digits(tracking_uri: str) -> tuple[object, np.ndarray]:
-    """Log a digits classifier to the platform's MLflow, register it, alias it @production."""
+def _register_digits(tracking_uri: str, shift: int = 0) -> tuple[object, np.ndarray]:
+    """Log a digits classifier to the platform's MLflow, register it, alias it @production
+    (``shift``: a next version that predicts ``(digit + shift) % 10``)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -33,7 +34,7 @@ def _register_digits(tracking_uri: str) -> tuple[object, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
 
     X, y = load_digits(return_X_y=True)
-    model = LogisticRegression(max_iter=200).fit(X[:800], y[:800])
+    model = LogisticRegression(max_iter=200).fit(X[:800], (y[:800] + shift) % 10)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
@@ -77,8 +78,6 @@ def test_endpoint_lifecycle(local_platform, tmp_path: Path) -> None:
 
     # SDK: numpy in, numpy out, equal to the in-process model
     np.testing.assert_array_equal(platform.predict(NAME, X[:200]), model.predict(X[:200]))
-    with pytest.raises(ChimlError, match="already exists"):
-        platform.deploy(f"models:/{NAME}@production", name=NAME)
 
     # CLI: predict from a file, list as JSON
     sample = tmp_path / "sample.json"
@@ -93,14 +92,28 @@ def test_endpoint_lifecycle(local_platform, tmp_path: Path) -> None:
     (row,) = [e for e in json.loads(listed.stdout) if e["name"] == NAME]
     assert row["status"] == "ready" and row["detail"].startswith(f"{NAME} version ")
 
-    # scale to 2: two processes on two ports, both answering the same predictions
+    # scale to 2: two processes on two ports behind the same URL, both answering the same predictions
     scaled = platform.endpoints.scale(NAME, 2)
     assert scaled.replicas == 2 and scaled.status == "ready" and len(set(scaled.ports)) == 2
+    assert scaled.url == endpoint.url and scaled.url not in scaled.urls
     body = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [3, 64], "data": X[:3].ravel().tolist()}]}
-    for url in scaled.urls:
+    for url in [*scaled.urls, scaled.url]:
         response = httpx.post(f"{url}/v2/models/{NAME}/infer", json=body, timeout=30)
         assert response.json()["outputs"][0]["data"] == model.predict(X[:3]).tolist()
     assert len(_endpoint_processes(platform.home)) == 2
+    described = _chiml(platform, "endpoints", "describe", NAME, "--json")
+    assert described.returncode == 0, described.stderr
+    data = json.loads(described.stdout)
+    assert [r["front"][:2] for r in data["replica_info"]] == ["UP", "UP"] and data["events"][-1]["to"] == 2
+    status = _chiml(platform, "status", "--json")
+    assert status.returncode == 0 and f"endpoint {NAME}" in status.stdout and scaled.url in status.stdout
+
+    # a new version promoted to @production: deploying onto the name rolls it in, same URL
+    next_model, _ = _register_digits(platform.tracking_uri, shift=1)
+    updated = _chiml(platform, "deploy", f"models:/{NAME}@production", "--name", NAME, "--json")
+    assert updated.returncode == 0, updated.stderr
+    assert json.loads(updated.stdout)["url"] == endpoint.url and json.loads(updated.stdout)["replicas"] == 2
+    np.testing.assert_array_equal(platform.predict(NAME, X[:50]), next_model.predict(X[:50]))
 
     # down / up: the registry in state survives and the endpoint comes back by itself
     platform.profile.down(yes=True)
@@ -108,8 +121,8 @@ def test_endpoint_lifecycle(local_platform, tmp_path: Path) -> None:
     assert platform.endpoints.get(NAME).status == "stopped"
     platform.profile.up()
     again = platform.endpoints.get(NAME)
-    assert again.status == "ready" and again.ports == scaled.ports
-    np.testing.assert_array_equal(platform.predict(NAME, X[:50]), model.predict(X[:50]))
+    assert again.status == "ready" and again.url == endpoint.url and len(again.ports) == 2
+    np.testing.assert_array_equal(platform.predict(NAME, X[:50]), next_model.predict(X[:50]))
 
     platform.endpoints.scale(NAME, 1)
     assert len(_endpoint_processes(platform.home)) == 1

@@ -53,7 +53,8 @@ def _assert_nothing_left(backend: LocalEndpoints, name: str) -> None:
     assert not (backend.root / name).exists()
     assert not [p for p in backend.supervisor.program_names() if p.startswith(f"endpoint-{name}-")]
     assert not list(backend.supervisor.logs.glob(f"endpoint-{name}-*"))
-    assert backend.supervisor.program_info(f"endpoint-{name}-0") is None
+    for program in (f"endpoint-{name}-0", f"endpoint-{name}-front", f"endpoint-{name}-autoscaler"):
+        assert backend.supervisor.program_info(program) is None
     assert not _serving_processes(backend.home)
 
 
@@ -100,10 +101,30 @@ def test_port_allocation_skips_used_and_busy_ports(tmp_path: Path, monkeypatch: 
     low = int(free_port_range(3).split("-")[0])
     profile = _profile(tmp_path, monkeypatch, endpoint_ports=f"{low}-{low + 2}")
     backend = LocalEndpoints(profile)
-    doc = {STATE_KEY: {"other": {"ports": [low]}}}
+    doc = {STATE_KEY: {"other": {"ports": [low]}}}  # a record of an older chiml: replica ports only
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", low + 1))
         busy.listen()
         assert backend._allocate(doc, 1) == [low + 2]
+        # an endpoint's front port and its replicas' ports are all taken
+        taken = {STATE_KEY: {"other": {"port": low + 2, "replicas": [{"id": 0, "port": low}]}}}
+        with pytest.raises(ChimlError, match="no free port left"):
+            backend._allocate(taken, 1)
         with pytest.raises(ChimlError, match=f"no free port left in local.endpoint_ports \\({low}-{low + 2}\\)"):
             backend._allocate(doc, 2)
+
+
+def test_a_deploy_killed_half_way_is_replaced_by_the_next_one(backend: LocalEndpoints, digits: Digits) -> None:
+    """A CLI killed mid-deploy leaves a `deploying` record (and maybe programs): the next deploy
+    of that name, holding the endpoint's lock, clears it and deploys afresh."""
+    with backend.state.edit() as doc:
+        doc.setdefault(STATE_KEY, {})["halfway"] = {
+            "model_uri": "gone", "runtime": "mlflow", "workers": 1, "port": 1, "status": "deploying",
+            "replicas": [{"id": 0, "port": 2, "model_dir": "rev-1/model", "runtime": "mlflow", "workers": 1}],
+        }  # fmt: skip
+    (backend.root / "halfway" / "rev-1").mkdir(parents=True)
+    endpoint = backend.deploy(str(digits.model_dir), "halfway")
+    assert endpoint.status == "ready" and endpoint.model_uri == str(digits.model_dir)
+    assert 1 not in endpoint.ports and endpoint.url != "http://127.0.0.1:1"
+    backend.delete("halfway")
+    _assert_nothing_left(backend, "halfway")

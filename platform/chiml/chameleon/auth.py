@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chiml.errors import ChimlError
+from chiml.errors import InvalidInputError
 
 AUTH_URLS = {
     "CHI@UC": "https://chi.uc.chameleoncloud.org:5000/v3",
@@ -38,7 +38,7 @@ def check_credentials(site: str, environ: Mapping[str, str] | None = None) -> Cr
     env = os.environ if environ is None else environ
     auth_url = env.get("OS_AUTH_URL")
     if not auth_url:
-        raise ChimlError("no OpenStack credentials: OS_AUTH_URL is not set", hint=_HINT)
+        raise InvalidInputError("no OpenStack credentials: OS_AUTH_URL is not set", hint=_HINT)
     auth_type = env.get("OS_AUTH_TYPE", "password")
     if auth_type == "v3applicationcredential":
         needed = ["OS_APPLICATION_CREDENTIAL_ID", "OS_APPLICATION_CREDENTIAL_SECRET"]
@@ -50,21 +50,23 @@ def check_credentials(site: str, environ: Mapping[str, str] | None = None) -> Cr
         needed = ["OS_ACCESS_TOKEN"] if auth_type == "v3oidcaccesstoken" else ["OS_TOKEN"]
         identity = "token"
     else:
-        raise ChimlError(f"unsupported OS_AUTH_TYPE {auth_type!r}", hint=_HINT)
+        raise InvalidInputError(f"unsupported OS_AUTH_TYPE {auth_type!r}", hint=_HINT)
     missing = [name for name in needed if not env.get(name)]
     if missing:
-        raise ChimlError(f"incomplete OpenStack credentials ({auth_type}): {', '.join(missing)} not set", hint=_HINT)
+        raise InvalidInputError(
+            f"incomplete OpenStack credentials ({auth_type}): {', '.join(missing)} not set", hint=_HINT,
+        )
     expected = AUTH_URLS[site]
     if auth_url.rstrip("/") != expected:
         # Credentials are per site: a CHI@TACC credential cannot lease at CHI@UC. Chameleon's
         # Jupyter environment also pre-sets OS_* for its own site, which then silently wins.
-        raise ChimlError(
+        raise InvalidInputError(
             f"OS_AUTH_URL is {auth_url} but chameleon.site is {site} ({expected})",
             hint="source the openrc of that site's application credential, or change chameleon.site",
         )
     region = env.get("OS_REGION_NAME", site)
     if region != site:
-        raise ChimlError(f"OS_REGION_NAME is {region!r} but chameleon.site is {site!r}", hint=_HINT)
+        raise InvalidInputError(f"OS_REGION_NAME is {region!r} but chameleon.site is {site!r}", hint=_HINT)
     return Credentials(auth_url=auth_url, region=region, auth_type=auth_type, identity=identity)
 
 

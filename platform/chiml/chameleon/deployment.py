@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from chiml.chameleon.auth import check_credentials
 from chiml.chameleon.k3s import check_gpu_runtimes, describe_cluster, fetch_kubeconfig, wait_for_nodes
@@ -26,15 +23,15 @@ from chiml.chameleon.lease import LeaseClient, LeaseInfo, LeaseRequest, unique_n
 from chiml.chameleon.publicip import detect_admin_cidr
 from chiml.chameleon.ssh import Connector, ParamikoConnector, SSHTarget, render_ssh_config
 from chiml.chameleon.terraform import Terraform
-from chiml.chameleon.tfvars import build_tfvars, root_config_name, terraform_source_dir, write_tfvars
+from chiml.chameleon.tfvars import WORKDIR, build_tfvars, terraform_source_dir, write_tfvars
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
+from chiml.errors import AlreadyExistsError, ChimlError, InvalidInputError, NotFoundError
+from chiml.plan import PlanSection
+from chiml.progress import Confirm, Progress, silent
 from chiml.state import StateStore
 
 STATE_KEY = "chameleon"
-# Progress and warnings go to stderr so that `--json` output on stdout stays parseable.
-console = Console(stderr=True)
 
 
 def tcp_connect(host: str, port: int, timeout_s: float = 3.0) -> None:
@@ -66,11 +63,10 @@ class ChameleonDeployment:
         self.deps = deps or Dependencies()
         self.state = StateStore(loaded.home)
         self.dir = loaded.home / "chameleon"
-        self.root = root_config_name(self.cfg)
         # Deployments made when bare metal and KVM had separate roots keep their working directory
-        # (and state): the one root has the same resource addresses.
-        recorded = (self.state.get(STATE_KEY) or {}).get("root") or self.root
-        self.workdir_name = recorded if (self.dir / "terraform" / recorded).is_dir() else self.root
+        # and state (recorded as "root"); the root module's moved blocks carry their resources over.
+        recorded = (self.state.get(STATE_KEY) or {}).get("root") or WORKDIR
+        self.workdir_name = recorded if (self.dir / "terraform" / recorded).is_dir() else WORKDIR
         self.tf_dir = self.dir / "terraform" / self.workdir_name
         self.tfvars_path = self.tf_dir / "chiml.auto.tfvars.json"
         self.kubeconfig_path = self.dir / "kubeconfig"
@@ -87,6 +83,11 @@ class ChameleonDeployment:
             current.update(values)
             doc[STATE_KEY] = current
 
+    @property
+    def lease(self) -> DeploymentLease:
+        """The deployment's lease (show, extend, delete)."""
+        return DeploymentLease(self)
+
     def _terraform(self) -> Terraform:
         return Terraform(self.tf_dir, binary=self.deps.terraform_binary)
 
@@ -98,22 +99,20 @@ class ChameleonDeployment:
         request = LeaseRequest.from_config(self.cfg, name)
         admin = self.cfg.admin_cidr or "<public IPv4 of this machine>/32 (detected by `up`)"
         tfvars = build_tfvars(self.cfg, admin, lease=None, name=name)
-        nodes = [f"{name}-server"]
-        nodes += [f"{name}-cpu-{i}" for i in range(self.cfg.cpu_agents.count)]
-        nodes += [f"{name}-gpu-{i}" for i in range(self.cfg.gpu_agents.count)]
+        gpu_nodes = [f"{name}-gpu-{i}" for i in range(self.cfg.gpu_agents.count)]
+        nodes = [f"{name}-server", *(f"{name}-cpu-{i}" for i in range(self.cfg.cpu_agents.count)), *gpu_nodes]
         steps = [
             f"check OS_* credentials for {self.cfg.site}, terraform, keypair {self.cfg.key_name or '<unset>'} "
             f"and {self.cfg.ssh_private_key}",
             f"lease: reserve {', '.join(f'{s.amount} x {s.key}' for s in request.reservations)} + 1 floating IP "
             f"for {self.cfg.lease_hours} h as '{request.name}'; wait up to {self.cfg.lease_timeout_s} s for ACTIVE",
-            f"terraform: init + apply terraform/{self.root} in {self.tf_dir} with the tfvars below",
+            f"terraform: init + apply terraform/ (the root module) in {self.tf_dir} with the tfvars below",
             f"k3s {self.cfg.k3s_version}: wait up to {self.cfg.k3s_timeout_s} s for nodes "
             f"{', '.join(nodes)} to be Ready",
             f"kubeconfig: fetch over SSH to {self.kubeconfig_path} (server = https://<floating IP>:6443)",
-            "helm: chiml.kube.installer.install_platform(cluster description)",
         ]
-        return {"lease": request.to_json(), "terraform_root": f"terraform/{self.root}", "tfvars": tfvars,
-                "nodes": nodes, "steps": steps, "blockers": self._blockers()}
+        return {"lease": request.to_json(), "terraform_root": "terraform/", "tfvars": tfvars,
+                "nodes": nodes, "gpu_nodes": gpu_nodes, "steps": steps, "blockers": self._blockers()}
 
     def _blockers(self) -> list[str]:
         """What would stop `up` at its first step, found without the network."""
@@ -133,22 +132,24 @@ class ChameleonDeployment:
     # ------------------------------------------------------------------ up
     def _preflight(self) -> str:
         if not self.cfg.key_name:
-            raise ChimlError("chameleon.key_name is not set", hint="name an existing Chameleon keypair of this site")
+            raise InvalidInputError(
+                "chameleon.key_name is not set", hint="name an existing Chameleon keypair of this site",
+            )
         key = Path(self.cfg.ssh_private_key).expanduser()
         if not key.is_file():
-            raise ChimlError(f"SSH private key {key} not found", hint="set chameleon.ssh_private_key")
+            raise InvalidInputError(f"SSH private key {key} not found", hint="set chameleon.ssh_private_key")
         check_credentials(self.cfg.site, self.deps.environ)
         self._terraform()  # raises when terraform is missing
         st = self._st()
         if st.get("deployment") not in (None, self.cfg.deployment) or st.get("site") not in (None, self.cfg.site):
-            raise ChimlError(
+            raise AlreadyExistsError(
                 f"this CHIML_HOME already holds deployment {st.get('deployment')} at {st.get('site')}",
                 hint="`chiml down` it first, or use another CHIML_HOME",
             )
         return self.cfg.admin_cidr or self.deps.detect_admin_cidr()
 
-    def up(self, progress: Callable[[str], None] | None = None) -> ClusterDescription:
-        say = progress or (lambda message: console.print(f"[dim]…[/] {message}", highlight=False))
+    def up(self, progress: Progress = silent) -> ClusterDescription:
+        say = progress
         admin_cidr = self._preflight()
         user_id = self.deps.lease_client.whoami()
         name = unique_name(self.cfg.deployment, user_id)
@@ -157,8 +158,8 @@ class ChameleonDeployment:
         if recorded is None and st.get("lease"):
             name = recorded = st.get("deployment") or self.cfg.deployment  # recorded before names were per user
         if recorded not in (None, name):
-            raise ChimlError(f"this CHIML_HOME holds deployment {recorded}, made with other credentials",
-                             hint="source the openrc of the user who made it, or use another CHIML_HOME")
+            raise AlreadyExistsError(f"this CHIML_HOME holds deployment {recorded}, made with other credentials",
+                                     hint="source the openrc of the user who made it, or use another CHIML_HOME")
         self._update(deployment=self.cfg.deployment, name=name, user_id=user_id, site=self.cfg.site,
                      root=self.workdir_name)
         created: list[str] = []
@@ -166,7 +167,7 @@ class ChameleonDeployment:
             lease = self._ensure_lease(created, say)
             warning = lease.expiry_warning()
             if warning:
-                console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+                say(f"warning: {warning}")
             outputs = self._apply(lease, admin_cidr, created, say)
             cluster = self._k3s(outputs, say)
         except KeyboardInterrupt:
@@ -214,8 +215,10 @@ class ChameleonDeployment:
         say(f"lease ACTIVE until {info.end}; floating IP {info.floating_ip}")
         return info
 
-    def _apply(self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]) -> dict:
-        Terraform.prepare(terraform_source_dir(), self.root, self.dir / "terraform", into=self.workdir_name)
+    def _apply(
+        self, lease: LeaseInfo, admin_cidr: str, created: list[str], say: Callable[[str], None]
+    ) -> dict[str, Any]:
+        Terraform.prepare(terraform_source_dir(), self.tf_dir)
         tf = self._terraform()
         write_tfvars(self.tfvars_path, build_tfvars(self.cfg, admin_cidr, lease, name=self._st()["name"]))
         if not tf.has_resources():
@@ -226,7 +229,7 @@ class ChameleonDeployment:
         outputs = tf.output()
         for key in ("server", "agents", "api_url"):
             if key not in outputs:
-                raise ChimlError(f"terraform output lacks {key!r}: is terraform/{self.root} up to date?")
+                raise ChimlError(f"terraform output lacks {key!r}: is terraform/ up to date?")
         self._update(outputs=outputs)
         return outputs
 
@@ -328,27 +331,26 @@ class ChameleonDeployment:
             f"and deletes lease {lease.get('name') or '-'} ({lease.get('id') or 'none'}). This cannot be undone."
         )
 
-    def _confirm(self, question: str) -> bool:
-        if self.deps.confirm is not None:
-            return self.deps.confirm(question)
-        if not sys.stdin.isatty():
-            raise ChimlError("refusing to destroy without confirmation", hint="pass --yes")
-        import typer
+    def down(self, yes: bool = False, progress: Progress = silent, confirm: Confirm | None = None) -> bool:
+        """Destroy the instances, then delete the lease. False when there was nothing to do.
 
-        return typer.confirm(question, default=False)
-
-    def down(self, yes: bool = False, progress: Callable[[str], None] | None = None) -> bool:
-        """Destroy the instances, then delete the lease. False when there was nothing to do."""
-        say = progress or (lambda message: console.print(f"[dim]…[/] {message}", highlight=False))
+        What is destroyed is reported through ``progress``; unless ``yes``, ``confirm`` (else
+        ``deps.confirm``) is asked first, and without either the call is refused.
+        """
+        say = progress
         st = self._st()
         lease = st.get("lease") or {}
         has_tf = self.tf_dir.exists() and self._terraform().has_resources()
         if not st and not has_tf:
             say("no Chameleon deployment recorded in this CHIML_HOME: nothing to remove")
             return False
-        console.print(self.describe_loss(), highlight=False)
-        if not yes and not self._confirm("Destroy it?"):
-            raise ChimlError("aborted: nothing was destroyed")
+        say(self.describe_loss())
+        if not yes:
+            ask = confirm or self.deps.confirm
+            if ask is None:
+                raise InvalidInputError("refusing to destroy without confirmation", hint="pass --yes")
+            if not ask("Destroy it?"):
+                raise ChimlError("aborted: nothing was destroyed")
         if has_tf or lease.get("id"):
             check_credentials(self.cfg.site, self.deps.environ)
         if has_tf:
@@ -379,6 +381,51 @@ class ChameleonDeployment:
         return True
 
 
+class DeploymentLease:
+    """The lease of one deployment, as `chiml lease show|extend|delete` act on it."""
+
+    def __init__(self, deployment: ChameleonDeployment) -> None:
+        self.deployment = deployment
+
+    def recorded(self) -> LeaseInfo:
+        """The lease this CHIML_HOME recorded (no network); :class:`NotFoundError` when none."""
+        lease = (self.deployment.state.get(STATE_KEY) or {}).get("lease") or {}
+        if not lease.get("id"):
+            raise NotFoundError("no lease recorded in this CHIML_HOME", hint="`chiml up --profile chameleon` makes one")
+        return LeaseInfo.from_json(lease)
+
+    def _client(self) -> LeaseClient:
+        check_credentials(self.deployment.cfg.site, self.deployment.deps.environ)
+        return self.deployment.deps.lease_client
+
+    def show(self) -> LeaseInfo:
+        """The recorded lease with its status and end as Blazar reports them now."""
+        recorded = self.recorded()
+        found = self._client().status(recorded.id)
+        if found is None:
+            raise NotFoundError(
+                f"lease {recorded.id} no longer exists in Blazar", hint="`chiml down` cleans up the rest"
+            )
+        recorded.status, recorded.end = found
+        return recorded
+
+    def extend(self, hours: int) -> LeaseInfo:
+        """Prolong the lease by ``hours`` (Blazar allows it within 48 h of the end); records the new end."""
+        recorded = self.recorded()
+        recorded.end = self._client().extend(recorded.id, hours)
+        with self.deployment.state.edit() as doc:
+            doc[STATE_KEY]["lease"]["end"] = recorded.end
+        return recorded
+
+    def delete(self) -> bool:
+        """Delete the lease only (its instances go with it); False when Blazar had it gone already."""
+        recorded = self.recorded()
+        deleted = self._client().delete(recorded.id)
+        with self.deployment.state.edit() as doc:
+            doc[STATE_KEY]["lease"] = None
+        return deleted
+
+
 # Resource types whose object Blazar deletes itself at the end of the lease, and whose delete in
 # terraform-provider-openstack 3.3.2 does not tolerate it being gone already (instances and
 # ports do: their deletes treat a 404 as done).
@@ -391,12 +438,13 @@ def _lease_bound(address: str) -> bool:
     return any(kind in parts for kind in LEASE_BOUND_TYPES)
 
 
-def format_plan(plan: dict[str, Any]) -> str:
-    """The dry-run plan as text (JSON blocks for the lease request and the tfvars)."""
-    lines = ["Plan of `chiml up` on Chameleon (dry run: nothing is reserved or created)", ""]
-    lines += [f"  {i}. {step}" for i, step in enumerate(plan["steps"], 1)]
+def plan_sections(plan: dict[str, Any]) -> list[PlanSection]:
+    """The dry-run plan in sections (JSON blocks for the lease request and the tfvars)."""
+    sections = [PlanSection("Plan of `chiml up` on Chameleon (dry run: nothing is reserved or created)",
+                            [f"  {i}. {step}" for i, step in enumerate(plan["steps"], 1)])]
     if plan["blockers"]:
-        lines += ["", "Fix before a real `up`:"] + [f"  - {problem}" for problem in plan["blockers"]]
-    lines += ["", "Lease request:", json.dumps(plan["lease"], indent=2), "",
-              f"Terraform variables ({plan['terraform_root']}):", json.dumps(plan["tfvars"], indent=2, sort_keys=True)]
-    return "\n".join(lines)
+        sections.append(PlanSection("Fix before a real `up`:", [f"  - {problem}" for problem in plan["blockers"]]))
+    sections.append(PlanSection("Lease request:", json.dumps(plan["lease"], indent=2).splitlines()))
+    sections.append(PlanSection(f"Terraform variables ({plan['terraform_root']}):",
+                                json.dumps(plan["tfvars"], indent=2, sort_keys=True).splitlines()))
+    return sections

@@ -18,10 +18,9 @@ from typing import Any
 import yaml
 
 from chiml.chameleon.ssh import Connector
-from chiml.cluster import ClusterDescription, NodeInfo
+from chiml.cluster import ClusterDescription, NodeInfo, is_gpu_node
 from chiml.errors import ChimlError
 
-GPU_LABEL = "chiml.io/gpu"
 KUBECTL_NODES = "sudo k3s kubectl get nodes -o json"
 CLOUD_INIT_STATUS = "cloud-init status --format json || true"
 # The containerd configuration k3s generates at start; it holds an nvidia runtime only when
@@ -191,7 +190,8 @@ def describe_cluster(nodes: list[dict[str, Any]], kubeconfig: Path, floating_ip:
     infos = []
     for item in nodes:
         labels = dict(item["metadata"].get("labels", {}))
-        infos.append(NodeInfo(name=item["metadata"]["name"], labels=labels, gpu=labels.get(GPU_LABEL) == "true"))
+        allocatable = (item.get("status") or {}).get("allocatable")
+        infos.append(NodeInfo(name=item["metadata"]["name"], labels=labels, gpu=is_gpu_node(labels, allocatable)))
     version = nodes[0]["status"]["nodeInfo"]["kubeletVersion"] if nodes else ""
     return ClusterDescription(
         kubeconfig=str(kubeconfig),

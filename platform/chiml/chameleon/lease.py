@@ -27,7 +27,7 @@ from typing import Any
 
 from chiml.chameleon.auth import explain_auth_failure
 from chiml.config.chameleon import ChameleonConfig
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError
 
 GROUPS = ("server", "cpu_agents", "gpu_agents")
 BLAZAR_DATE = "%Y-%m-%dT%H:%M:%S.%f"
@@ -75,7 +75,9 @@ class LeaseRequest:
         specs = tuple(ReservationSpec(k, v, amount, tuple(groups)) for (k, v), (amount, groups) in merged.items())
         for spec in specs:
             if spec.kind == "node_name" and spec.amount != 1:
-                raise ChimlError(f"host {spec.value} is named by more than one node group: each needs its own host")
+                raise InvalidInputError(
+                    f"host {spec.value} is named by more than one node group: each needs its own host"
+                )
         return cls(name=name or cfg.deployment, site=cfg.site, hours=cfg.lease_hours, reservations=specs)
 
     def to_json(self) -> dict[str, Any]:
@@ -282,7 +284,7 @@ class LeaseClient:
                     lease.add_node_reservation(amount=spec.amount, node_type=spec.value)
             lease.add_fip_reservation(amount=request.floating_ips)
         except CHIValueError as err:
-            raise ChimlError(f"invalid lease request: {err}") from None
+            raise InvalidInputError(f"invalid lease request: {err}") from None
         except Exception as err:  # Nova/Neutron lookups (flavor by name, public network)
             raise self._wrap(err, "preparing the lease") from None
         with _capture_chi_log() as log:
@@ -310,7 +312,7 @@ class LeaseClient:
         while True:
             raw = self._raw(lease_id)
             if raw is None:
-                raise ChimlError(f"lease {lease_id} disappeared while starting (deleted elsewhere?)")
+                raise NotFoundError(f"lease {lease_id} disappeared while starting (deleted elsewhere?)")
             status = str(raw.get("status", "UNKNOWN")).upper()
             if on_status:
                 on_status(status)
@@ -388,7 +390,7 @@ class LeaseClient:
             ) from None
         raw = updated if isinstance(updated, dict) and "end_date" in updated else self._raw(lease_id)
         if raw is None:
-            raise ChimlError(f"lease {lease_id} is gone")
+            raise NotFoundError(f"lease {lease_id} is gone")
         return _parse_blazar_date(raw["end_date"]).isoformat()
 
     def delete(self, lease_id: str) -> bool:

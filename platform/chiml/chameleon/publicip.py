@@ -6,7 +6,7 @@ import ipaddress
 
 import httpx
 
-from chiml.errors import ChimlError
+from chiml.errors import UnreachableError
 
 # Plain-text "what is my IP" services; two, so that one being down does not block `up`.
 SERVICES = ("https://api.ipify.org", "https://ifconfig.me/ip")
@@ -28,7 +28,7 @@ def detect_admin_cidr(transport: httpx.BaseTransport | None = None, timeout_s: f
                 problems.append(f"{url}: answered a non-public address {address}")
                 continue
             return f"{address}/32"
-    raise ChimlError(
+    raise UnreachableError(
         f"cannot detect this machine's public IPv4 address ({'; '.join(problems)})",
         hint="set chameleon.admin_cidr (e.g. 198.51.100.7/32) to who may reach SSH and the Kubernetes API",
     )

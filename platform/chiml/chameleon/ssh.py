@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from chiml.errors import ChimlError
+from chiml.errors import InvalidInputError
 
 
 class NodeShell(Protocol):
@@ -66,18 +66,18 @@ class ParamikoConnector:
         self.target = target
         path = target.key_path.expanduser()
         if not path.is_file():
-            raise ChimlError(
+            raise InvalidInputError(
                 f"SSH private key {target.key_path} not found",
                 hint="set chameleon.ssh_private_key to the key matching chameleon.key_name",
             )
         try:
             self._key = paramiko.PKey.from_path(path)
         except paramiko.PasswordRequiredException:
-            raise ChimlError(
+            raise InvalidInputError(
                 f"SSH private key {path} is passphrase-protected", hint="use an unencrypted key for chiml"
             ) from None
         except (paramiko.SSHException, ValueError) as err:
-            raise ChimlError(f"cannot read SSH private key {path}: {err}") from None
+            raise InvalidInputError(f"cannot read SSH private key {path}: {err}") from None
 
     def _client(self, host: str, sock: Any = None, port: int = 22) -> Any:
         import paramiko

@@ -7,8 +7,8 @@ python-terraform 0.10.1 (2019, unmaintained) is not used for the runs themselves
 Terraform's machine-readable UI stream (``-json``) line by line for progress and diagnostics,
 and checks the return code.
 
-Each deployment has its own working directory under CHIML_HOME (a copy of the root
-configuration and modules, plus its state), so state is never in the source tree.
+Each deployment has its own working directory under CHIML_HOME (a copy of the root module,
+terraform/, with its modules, plus its state), so state is never in the source tree.
 """
 
 from __future__ import annotations
@@ -58,27 +58,29 @@ class Terraform:
             raise ChimlError("terraform not found on PATH", hint="`make tools` installs the pinned terraform")
 
     @staticmethod
-    def prepare(source: Path, root: str, base: Path, into: str | None = None) -> Path:
-        """Copy the root configuration and the modules it uses into the deployment's workdir
-        (``base/<into>``, by default ``base/<root>``).
+    def prepare(source: Path, workdir: Path) -> Path:
+        """Copy the root module (``source``: its *.tf files and its modules/) into ``workdir``.
 
         Copying (not pointing at the source tree) keeps .terraform/ and the state out of git and
         lets a later checkout change the modules without touching a running deployment until the
-        next `up`. The relative module paths (../modules) keep working.
+        next `up`. A workdir that already holds a deployment keeps its .terraform/, lock file and
+        state; only the configuration is replaced. Working directories made when the modules
+        were copied beside the root (``workdir/../modules``) are moved to this layout.
         """
-        base.mkdir(parents=True, exist_ok=True)
-        for name, dest in ((root, into or root), ("modules", "modules")):
-            target = base / dest
-            if target.exists():
-                # Refresh the configuration only: keep .terraform/, the lock file and the state.
-                for child in target.rglob("*"):
-                    keep = ".terraform" in child.parts or child.name.startswith((".terraform", "terraform.tfstate"))
-                    if child.is_file() and not keep and child.suffix in (".tf", ".tftpl"):
-                        child.unlink()
-            # Never carry over what a hand-run `terraform init/apply` left in the source tree.
-            ignore = shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", "*.tfvars*", "*.tfplan")
-            shutil.copytree(source / name, target, dirs_exist_ok=True, ignore=ignore)
-        return base / (into or root)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for child in workdir.rglob("*"):
+            keep = ".terraform" in child.parts or child.name.startswith((".terraform", "terraform.tfstate"))
+            if child.is_file() and not keep and child.suffix in (".tf", ".tftpl"):
+                child.unlink()
+        for tf in source.glob("*.tf"):
+            shutil.copy2(tf, workdir / tf.name)
+        # Never carry over what a hand-run `terraform init/apply` left in the source tree.
+        ignore = shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", "*.tfvars*", "*.tfplan")
+        shutil.copytree(source / "modules", workdir / "modules", dirs_exist_ok=True, ignore=ignore)
+        old_modules = workdir.parent / "modules"
+        if old_modules.is_dir():
+            shutil.rmtree(old_modules)
+        return workdir
 
     def _run(self, args: list[str], progress: Progress | None = None, stream_json: bool = True) -> TerraformResult:
         cmd = [self.binary, *args]

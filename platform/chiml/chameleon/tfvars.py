@@ -1,7 +1,7 @@
-"""chiml.yaml + the lease -> the Terraform variables of the root configuration (terraform/cluster).
+"""chiml.yaml + the lease -> the Terraform variables of the root module (terraform/).
 
 Users never edit tfvars: this is the only place they are written. Keys must match the root
-configuration's variables exactly (a test parses the HCL and checks both directions).
+module's variables exactly (a test parses the HCL and checks both directions).
 """
 
 from __future__ import annotations
@@ -18,40 +18,37 @@ PLACEHOLDER = "<from the lease>"
 
 
 def terraform_source_dir() -> Path:
-    """The repository's terraform/ folder (the modules ship with the source checkout)."""
+    """The repository's terraform/ folder: the root module, with its modules (they ship with the checkout)."""
     root = repo_root()
-    if root is None or not (root / "terraform").is_dir():
-        from chiml.errors import ChimlError
+    if root is None or not (root / "terraform" / "main.tf").is_file():
+        from chiml.errors import NotSupportedError
 
-        raise ChimlError("terraform/ not found: the chameleon profile runs from a chiml source checkout")
+        raise NotSupportedError("terraform/ not found: the chameleon profile runs from a chiml source checkout")
     return root / "terraform"
 
 
-ROOT = "cluster"  # terraform/cluster: the one root configuration, bare metal and KVM@TACC alike
-
-
-def root_config_name(cfg: ChameleonConfig) -> str:
-    """The root configuration under terraform/ (one for every site: the lease decides the hardware)."""
-    return ROOT
+# The working directory (under CHIML_HOME/chameleon/terraform/) of a deployment made since one root
+# module serves every site. Deployments made earlier keep theirs (`baremetal`, `kvm`): its name is
+# recorded in state.
+WORKDIR = "cluster"
 
 
 def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None, name: str | None = None
                  ) -> dict[str, Any]:
-    """The variables for ``terraform/<root>``; without a lease (dry run) its values are placeholders.
+    """The variables of the root module; without a lease (dry run) its values are placeholders.
 
     ``name`` is the deployment's unique name (configured name + per-user suffix), which prefixes
     every resource Terraform creates.
     """
-    def from_lease(mapping: dict[str, str] | None, group: str) -> str | None:
-        if getattr(cfg, group).count == 0:
-            return None
-        if mapping is None:
-            return PLACEHOLDER
-        return mapping[group]
+    def placement(group: str) -> dict[str, str | None]:
+        """Where a group runs: its node reservation (bare metal) or its reserved flavor (KVM@TACC)."""
+        if lease is None:
+            chosen: str | None = PLACEHOLDER if getattr(cfg, group).count else None
+        else:
+            chosen = (lease.flavors if cfg.is_kvm else lease.reservations).get(group)
+        return {"reservation_id": None if cfg.is_kvm else chosen, "flavor_id": chosen if cfg.is_kvm else None}
 
-    reservations = lease.reservations if lease else None
-    flavors = lease.flavors if lease else None
-    values: dict[str, Any] = {
+    return {
         "region": cfg.site,
         "deployment": name or cfg.deployment,
         "key_name": cfg.key_name,
@@ -60,18 +57,14 @@ def build_tfvars(cfg: ChameleonConfig, admin_cidr: str, lease: LeaseInfo | None,
         "private_network": cfg.private_network,
         "image": cfg.image,
         "gpu_image": cfg.gpu_image,
-        "cpu_agent_count": cfg.cpu_agents.count,
-        "gpu_agent_count": cfg.gpu_agents.count,
+        "server": placement("server"),
+        "agents": {kind: {"count": getattr(cfg, group).count, **placement(group)}
+                   for kind, group in (("cpu", "cpu_agents"), ("gpu", "gpu_agents"))},
         "floating_ip_address": lease.floating_ip if lease else PLACEHOLDER,
         "k3s_version": cfg.k3s_version,
         "nvidia_toolkit_version": cfg.nvidia_toolkit_version,
         "registry_mirror": cfg.registry_mirror,
     }
-    # KVM@TACC schedules on the reserved flavor, bare metal on the reservation hint: the other is null.
-    for group, prefix in (("server", "server"), ("cpu_agents", "cpu_agent"), ("gpu_agents", "gpu_agent")):
-        values[f"{prefix}_flavor_id"] = from_lease(flavors, group) if cfg.is_kvm else None
-        values[f"{prefix}_reservation_id"] = None if cfg.is_kvm else from_lease(reservations, group)
-    return values
 
 
 def write_tfvars(path: Path, values: dict[str, Any]) -> Path:

@@ -1,1 +1,2 @@
-"""The `chiml` command line. Each capability adds one module here with a ``register(app)``."""
+"""The `chiml` command line: one module per capability, each with ``register(app)``, listed in
+:data:`chiml.cli.main.COMMANDS`. A command parses its options and makes one SDK call."""

@@ -1,12 +1,20 @@
-"""`chiml deploy`: serve a model as an inference endpoint."""
+"""`chiml deploy`: serve a model as an inference endpoint (or update the endpoint of that name)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
+from chiml.cli.endpoints import (
+    MaxReplicasOption,
+    MinReplicasOption,
+    ScaleMetricOption,
+    ScaleTargetOption,
+    print_objects,
+    progress_line,
+)
 
 
 def deploy(
@@ -26,29 +34,50 @@ def deploy(
         ),
     ] = None,
     replicas: Annotated[
-        int | None, typer.Option("--replicas", min=1, max=64, help="replicas (default: serving.replicas)")
+        int | None,
+        typer.Option("--replicas", min=1, max=64, help="a fixed number of replicas (default: serving.replicas)"),
     ] = None,
+    min_replicas: MinReplicasOption = None,
+    max_replicas: MaxReplicasOption = None,
+    scale_metric: ScaleMetricOption = None,
+    scale_target: ScaleTargetOption = None,
     workers: Annotated[
         int | None,
         typer.Option("--workers", min=1, max=64, help="server processes per replica (default: serving.workers)"),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="cluster profiles: print the InferenceService (YAML; --json: a list), "
+                     "contact nothing"),
+    ] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Deploy a model as an endpoint (KServe V1/V2 REST) and wait until it answers."""
-    from chiml.sdk import Platform
+    """Deploy a model as an endpoint (KServe V1/V2 REST) and wait until it answers.
 
-    platform = Platform(load(ctx, config, profile))
-    endpoint = platform.deploy(model_uri, name, runtime=runtime, replicas=replicas, workers=workers)
+    An endpoint of that name already there is updated in place: its replicas are replaced one
+    by one (local: behind its front; cluster: a patch of the InferenceService), with no failed
+    request. Its replica count is kept unless --replicas or a --min/--max range is given.
+    """
+    platform = connect(ctx)
+    options: dict[str, Any] = {
+        "runtime": runtime, "replicas": replicas, "workers": workers, "min_replicas": min_replicas,
+        "max_replicas": max_replicas, "scale_metric": scale_metric, "scale_target": scale_target,
+    }  # fmt: skip
+    if dry_run:
+        print_objects(platform.deploy(model_uri, name, dry_run=True, **options), json_out)
+        return
+    endpoint = platform.deploy(model_uri, name, progress=progress_line, **options)
     if json_out:
         print_json(endpoint.to_json())
         return
-    console.print(
-        f"[green]deployed[/] {endpoint.name} ({endpoint.runtime}, {endpoint.replicas} replica(s)) at {endpoint.url}"
-    )
-    console.print(f"  metadata: {endpoint.url}/v2/models/{endpoint.name}")
-    console.print(f"  predict:  chiml predict {endpoint.name} --file request.json")
+    scaling = (f"{endpoint.replicas} replica(s)" if endpoint.max_replicas == endpoint.min_replicas
+               else f"{endpoint.replicas} replica(s), autoscaling {endpoint.min_replicas}-{endpoint.max_replicas}")
+    console.print(f"[green]deployed[/] {endpoint.name} ({endpoint.runtime}, {scaling}) at {endpoint.url}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"  metadata: {endpoint.url}/v2/models/{endpoint.name}", highlight=False, soft_wrap=True)
+    console.print(f"  predict:  chiml predict {endpoint.name} --file request.json", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

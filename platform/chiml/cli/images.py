@@ -50,7 +50,7 @@ def build_command(
     if to_nodes:
         from chiml.chameleon.deployment import ChameleonDeployment
 
-        ssh_config = ChameleonDeployment(load(ctx, config, profile)).ssh_config_path
+        ssh_config = ChameleonDeployment(load(ctx)).ssh_config_path
         images.import_to_nodes(refs, ssh_config, engine=engine,
                                progress=lambda line: console.print(line, highlight=False))
 

@@ -2,48 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
-from chiml.errors import ChimlError
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
 
 lease_app = typer.Typer(help="The Chameleon lease of this deployment (chameleon profile).", no_args_is_help=True)
 
+if TYPE_CHECKING:
+    from chiml.chameleon.lease import LeaseInfo
 
-def _deployment(ctx: typer.Context, config, profile):  # type: ignore[no-untyped-def]
-    from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment
 
-    loaded = load(ctx, config, profile)
-    deployment = ChameleonDeployment(loaded)
-    lease = (deployment.state.get(STATE_KEY) or {}).get("lease") or {}
-    if not lease.get("id"):
-        raise ChimlError("no lease recorded in this CHIML_HOME", hint="`chiml up --profile chameleon` makes one")
-    return deployment, lease
+def _as_json(info: LeaseInfo) -> dict[str, Any]:
+    left = info.time_left()
+    return {**info.to_json(), "hours_left": round(left.total_seconds() / 3600, 1) if left else None}
 
 
 @lease_app.command("show")
 def show(
-    ctx: typer.Context, config: ConfigOption = None, profile: ProfileOption = None, json: JsonOption = False
+    ctx: typer.Context, config: ConfigOption = None, profile: ProfileOption = None, json_out: JsonOption = False
 ) -> None:
     """Show the lease: id, status, end and time left (warns within 48 h of the end)."""
-    from chiml.chameleon.auth import check_credentials
-    from chiml.chameleon.lease import LeaseInfo
-
-    deployment, lease = _deployment(ctx, config, profile)
-    check_credentials(deployment.cfg.site)
-    found = deployment.deps.lease_client.status(lease["id"])
-    if found is None:
-        raise ChimlError(f"lease {lease['id']} no longer exists in Blazar", hint="`chiml down` cleans up the rest")
-    info = LeaseInfo.from_json({**lease, "status": found[0], "end": found[1]})
-    left = info.time_left()
-    data = {**info.to_json(), "hours_left": round(left.total_seconds() / 3600, 1) if left else None}
-    if json:
+    platform = connect(ctx)
+    info = platform.lease.show()
+    data = _as_json(info)
+    if json_out:
         print_json(data)
         return
-    console.print(f"lease {info.name} ({info.id}) at {deployment.cfg.site}: {info.status}, ends {info.end} "
-                  f"({data['hours_left']} h left); floating IP {info.floating_ip or '-'}", highlight=False)
+    console.print(f"lease {info.name} ({info.id}) at {platform.config.chameleon.site}: {info.status}, ends "
+                  f"{info.end} ({data['hours_left']} h left); floating IP {info.floating_ip or '-'}", highlight=False)
     warning = info.expiry_warning()
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -55,18 +43,14 @@ def extend(
     hours: Annotated[int, typer.Option("--hours", min=1, max=168, help="how many hours to add")] = 24,
     config: ConfigOption = None,
     profile: ProfileOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Extend the lease (Blazar allows it within 48 h of the end, up to 7 days, if the hosts are free)."""
-    from chiml.chameleon.auth import check_credentials
-    from chiml.chameleon.deployment import STATE_KEY
-
-    deployment, lease = _deployment(ctx, config, profile)
-    check_credentials(deployment.cfg.site)
-    with console.status(f"extending lease {lease.get('name')} by {hours} h"):
-        end = deployment.deps.lease_client.extend(lease["id"], hours)
-    with deployment.state.edit() as doc:
-        doc[STATE_KEY]["lease"]["end"] = end
-    console.print(f"lease {lease.get('name')} now ends {end}", highlight=False)
+    info = connect(ctx).lease.extend(hours)
+    if json_out:
+        print_json(_as_json(info))
+        return
+    console.print(f"lease {info.name} now ends {info.end}", highlight=False)
 
 
 @lease_app.command("delete")
@@ -75,22 +59,21 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Delete the lease only (its instances go with it). `chiml down` also removes the rest."""
-    from chiml.chameleon.auth import check_credentials
-    from chiml.chameleon.deployment import STATE_KEY
-
-    deployment, lease = _deployment(ctx, config, profile)
-    check_credentials(deployment.cfg.site)
+    lease = connect(ctx).lease
+    recorded = lease.recorded()
     if not yes and not typer.confirm(
-        f"Delete lease {lease.get('name')} ({lease['id']})? Its instances and their data are deleted with it.",
+        f"Delete lease {recorded.name} ({recorded.id})? Its instances and their data are deleted with it.",
         default=False,
     ):
         raise typer.Abort()
-    deleted = deployment.deps.lease_client.delete(lease["id"])
-    with deployment.state.edit() as doc:
-        doc[STATE_KEY]["lease"] = None
-    console.print(f"lease {lease['id']} {'deleted' if deleted else 'was already gone'}; "
+    deleted = lease.delete()
+    if json_out:
+        print_json({"id": recorded.id, "name": recorded.name, "deleted": deleted})
+        return
+    console.print(f"lease {recorded.id} {'deleted' if deleted else 'was already gone'}; "
                   "run `chiml down` to remove the remaining Terraform resources", highlight=False)
 
 

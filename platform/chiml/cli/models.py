@@ -6,9 +6,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json, print_table
 
 if TYPE_CHECKING:
     from chiml.lifecycle.registry import ModelRegistry
@@ -16,10 +15,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="The model registry (MLflow's): register runs' models, promote versions with aliases.")
 
 
-def _registry(ctx: typer.Context, config: ConfigOption, profile: ProfileOption) -> ModelRegistry:
-    from chiml import Platform
-
-    return Platform(load(ctx, config, profile)).models
+def _registry(ctx: typer.Context) -> ModelRegistry:
+    return connect(ctx).models
 
 
 def _when(ms: int) -> str:
@@ -39,7 +36,7 @@ def register_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Register the model logged by a run as a new version of NAME."""
-    version = _registry(ctx, config, profile).register(source, name, description=description)
+    version = _registry(ctx).register(source, name, description=description)
     if json_out:
         print_json(version.to_json())
         return
@@ -53,17 +50,13 @@ def list_cmd(
     ctx: typer.Context, config: ConfigOption = None, profile: ProfileOption = None, json_out: JsonOption = False
 ) -> None:
     """List registered models with their latest version and aliases."""
-    models = _registry(ctx, config, profile).list()
+    models = _registry(ctx).list()
     if json_out:
         print_json([m.to_json() for m in models])
         return
-    table = Table(title="registered models", title_justify="left")
-    for column in ("name", "latest", "aliases", "updated"):
-        table.add_column(column)
-    for m in models:
-        aliases = ", ".join(f"@{a}→v{v}" for a, v in sorted(m.aliases.items()))
-        table.add_row(m.name, m.latest_version or "", aliases, _when(m.updated))
-    console.print(table)
+    rows = [[m.name, m.latest_version or "", ", ".join(f"@{a}→v{v}" for a, v in sorted(m.aliases.items())),
+             _when(m.updated)] for m in models]
+    print_table("registered models", ["name", "latest", "aliases", "updated"], rows)
 
 
 @app.command("describe")
@@ -75,18 +68,14 @@ def describe_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Show every version of NAME: source run, aliases, archived or not."""
-    model = _registry(ctx, config, profile).describe(name)
+    model = _registry(ctx).describe(name)
     if json_out:
         print_json(model.to_json())
         return
-    table = Table(title=f"{model.name} {model.description}".strip(), title_justify="left")
-    for column in ("version", "aliases", "status", "run", "source", "created"):
-        table.add_column(column, overflow="fold")
-    for v in model.versions:
-        status = "archived" if v.archived else v.status.lower()
-        aliases = ", ".join("@" + a for a in v.aliases)
-        table.add_row(v.version, aliases, status, v.run_id or "", v.source, _when(v.created))
-    console.print(table)
+    rows = [[v.version, ", ".join("@" + a for a in v.aliases), "archived" if v.archived else v.status.lower(),
+             v.run_id or "", v.source, _when(v.created)] for v in model.versions]
+    columns = ["version", "aliases", "status", "run", "source", "created"]
+    print_table(f"{model.name} {model.description}".strip(), columns, rows)
 
 
 @app.command("promote")
@@ -100,7 +89,7 @@ def promote_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Point ALIAS (default: production) at a version: deploy models:/NAME@ALIAS to serve it."""
-    info = _registry(ctx, config, profile).promote(name, version, alias)
+    info = _registry(ctx).promote(name, version, alias)
     if json_out:
         print_json(info.to_json())
         return
@@ -117,7 +106,7 @@ def archive_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Archive a version: its aliases are removed and it is marked Archived."""
-    info = _registry(ctx, config, profile).archive(name, version)
+    info = _registry(ctx).archive(name, version)
     if json_out:
         print_json(info.to_json())
         return

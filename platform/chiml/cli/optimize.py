@@ -7,8 +7,17 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
-from chiml.errors import ChimlError
+from chiml.cli.common import (
+    ConfigOption,
+    JsonOption,
+    ProfileOption,
+    connect,
+    console,
+    err_console,
+    print_json,
+    print_table,
+)
+from chiml.errors import ChimlError, InvalidInputError
 
 TARGET_HELP = "auto (measure every runtime, pick the fastest that passes) or one of: " \
               "onnxruntime, onnxruntime-int8, openvino, deepsparse, tensorrt"
@@ -20,9 +29,9 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ChimlError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
+        raise InvalidInputError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
     if not values or any(value < 1 for value in values):
-        raise ChimlError("--batch-sizes needs positive integers, e.g. 1,8,64")
+        raise InvalidInputError("--batch-sizes needs positive integers, e.g. 1,8,64")
     return values
 
 
@@ -61,15 +70,14 @@ def optimize_command(
 
     Every candidate runs in its own process with the same thread count (on a cluster: in a Job on the node class that serves it, with its serving pod's resources); one whose outputs differ from the original beyond the tolerance is rejected with the numbers. The result (artifacts, table, plot, metrics) is an MLflow run linked to the model version; `chiml deploy MODEL_URI --runtime auto` serves the winner.
     """  # noqa: E501 (typer reflows the paragraph; a hard-wrapped docstring shows ragged in --help)
-    from chiml.cli.train import print_objects
+    from chiml.cli.endpoints import print_objects
     from chiml.optimize.deepsparse_env import LICENCE_NOTE
-    from chiml.optimize.pipeline import optimize
-    from chiml.sdk import Platform
 
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     if dry_run:
-        objects = optimize(platform, model_uri, target, objective=objective, allow_deepsparse=allow_deepsparse,
-                           int8=int8, batches=_batches(batch_sizes), threads=threads, budget_s=budget, dry_run=True)
+        objects = platform.optimize(model_uri, target, dry_run=True, objective=objective,
+                                    allow_deepsparse=allow_deepsparse, int8=int8, batches=_batches(batch_sizes),
+                                    threads=threads, budget_s=budget)
         print_objects(objects, json_out)
         return
     wants_deepsparse = target == "deepsparse" or (
@@ -83,13 +91,13 @@ def optimize_command(
             if not json_out:
                 console.print(f"[dim]· {message}[/]", highlight=False)
 
-        report = optimize(platform, model_uri, target, objective=objective, allow_deepsparse=allow_deepsparse,
-                          int8=int8, sample=sample, batches=_batches(batch_sizes), threads=threads,
-                          budget_s=budget, atol=atol, rtol=rtol, min_top1=min_top1, step=step)
+        report = platform.optimize(model_uri, target, objective=objective, allow_deepsparse=allow_deepsparse,
+                                   int8=int8, sample=sample, batches=_batches(batch_sizes), threads=threads,
+                                   budget_s=budget, atol=atol, rtol=rtol, min_top1=min_top1, step=step)
     if json_out:
         print_json(report.to_json())
     else:
-        console.print(report.table())
+        print_table(*report.table_rows())
         if report.chosen:
             console.print(f"chosen: [bold]{report.chosen}[/] · MLflow run {report.run_id} · "
                           f"serve it with `chiml deploy {model_uri} --runtime auto`", highlight=False)

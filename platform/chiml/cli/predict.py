@@ -9,25 +9,25 @@ from typing import Annotated
 
 import typer
 
-from chiml.cli.common import ConfigOption, ProfileOption, console, load, print_json
-from chiml.errors import ChimlError
+from chiml.cli.common import ConfigOption, ProfileOption, connect, console, print_json
+from chiml.errors import InvalidInputError
 
 
 def _read_request(file: Path | None, data: str | None) -> object:
     if (file is None) == (data is None):
-        raise ChimlError("give exactly one of --file and --data")
+        raise InvalidInputError("give exactly one of --file and --data")
     if file is not None:
         source = str(file)
         try:
             text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
         except OSError as err:
-            raise ChimlError(f"cannot read {file}: {err.strerror or err}") from None
+            raise InvalidInputError(f"cannot read {file}: {err.strerror or err}") from None
     else:
         source, text = "--data", data or ""
     try:
         return json.loads(text)
     except ValueError as err:
-        raise ChimlError(f"{source} is not valid JSON: {err}") from None
+        raise InvalidInputError(f"{source} is not valid JSON: {err}") from None
 
 
 def predict(
@@ -50,23 +50,10 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="print the endpoint's whole V2 response")] = False,
 ) -> None:
     """Send a V2 inference request to an endpoint and print its outputs."""
-    from chiml.sdk import Platform
-    from chiml.serving.client import (
-        decode_outputs,
-        endpoint_auth,
-        endpoint_url,
-        infer_json,
-        model_metadata,
-        request_from_json,
-    )
+    from chiml.serving.client import decode_outputs
 
     request = _read_request(file, data)
-    platform = Platform(load(ctx, config, profile))
-    backend = platform.endpoints
-    url = endpoint_url(backend, name)
-    auth = endpoint_auth(backend)
-    body = request_from_json(request, model_metadata(url, name, auth=auth))
-    response = infer_json(url, name, body, timeout=platform.config.serving.request_timeout_s, auth=auth)
+    response = connect(ctx).infer(name, request)
     if json_out:
         print_json(response)
         return

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
-from chiml.errors import ChimlError
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.errors import InvalidInputError
 
 ParamOption = Annotated[
     list[str] | None,
@@ -32,7 +32,7 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ChimlError(f"--param {pair!r}: expected KEY=VALUE")
+            raise InvalidInputError(f"--param {pair!r}: expected KEY=VALUE")
         try:
             params[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -81,10 +81,7 @@ def train(
     and chameleon profiles the script runs as a Kubernetes Job on the cluster (--dry-run prints
     it instead).
     """
-    from chiml import Platform
-
-    loaded = load(ctx, config, profile)
-    platform = Platform(loaded)
+    platform = connect(ctx)
 
     def started(run_id: str, url: str) -> None:
         err_console.print(f"[bold]run[/] {run_id} started: {url}", highlight=False, soft_wrap=True)
@@ -111,8 +108,8 @@ def train(
         detach=detach,
         dry_run=dry_run,
     )
-    if dry_run:
-        print_objects(result, json_out)
+    if isinstance(result, list):  # --dry-run: the objects it would create
+        _print_objects(result, json_out)
         return
     if detach:
         if json_out:
@@ -134,7 +131,7 @@ def train(
         raise typer.Exit(result.exit_code if result.exit_code > 0 else 1)
 
 
-def print_objects(objects: list[dict[str, Any]], json_out: bool) -> None:
+def _print_objects(objects: list[dict[str, Any]], json_out: bool) -> None:
     """Like ``kubectl --dry-run=client -o yaml``: YAML documents, or one JSON list."""
     if json_out:
         print_json(objects)

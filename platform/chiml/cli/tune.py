@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, err_console, load, print_json
-from chiml.cli.train import ExperimentOption, ParamOption, parse_params, print_objects
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.cli.endpoints import print_objects
+from chiml.cli.train import ExperimentOption, ParamOption, parse_params
 
 
 def _dashboard_url(platform: object) -> str | None:
@@ -73,9 +74,8 @@ def tune(
     MLflow child run of the study's run; the best trial's model is logged. On the kubernetes and
     chameleon profiles the workers are pods of one Kubernetes Job.
     """
-    from chiml import Platform
 
-    platform = Platform(load(ctx, config, profile))
+    platform = connect(ctx)
     if dry_run:
         objects = platform.tune(target, trials=trials, workers=workers, study_name=study, metric=metric,
                                 direction=direction, sampler=sampler, pruner=pruner, params=parse_params(param),

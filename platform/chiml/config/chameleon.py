@@ -1,8 +1,8 @@
 """The `chameleon:` section: lease, Terraform and k3s on Chameleon Cloud.
 
-Owned by the Chameleon infrastructure work (issue 5). One lease holds one node reservation per
-node group (server, CPU agents, GPU agents) plus a floating IP; bare-metal sites reserve hosts by
-``node_type`` or ``node_name``, KVM@TACC reserves flavors.
+One lease holds one node reservation per node group (server, CPU agents, GPU agents) plus a
+floating IP; bare-metal sites reserve hosts by ``node_type`` or ``node_name``, KVM@TACC reserves
+flavors.
 """
 
 from __future__ import annotations

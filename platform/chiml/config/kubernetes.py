@@ -1,7 +1,4 @@
-"""The `kubernetes:` section: the Helm layer on an existing cluster (or Chameleon's k3s).
-
-Owned by the Kubernetes platform work (issue 6).
-"""
+"""The `kubernetes:` section: the Helm layer on an existing cluster (or Chameleon's k3s)."""
 
 from __future__ import annotations
 

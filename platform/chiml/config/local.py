@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -10,6 +10,9 @@ from chiml.config.base import Section
 
 Port = int
 
+
+# The UI services the local profile can run (PostgreSQL runs when the database is postgresql).
+UIService = Literal["mlflow", "optuna_dashboard", "tensorboard", "jupyterlab"]
 
 class LocalPorts(Section):
     """TCP ports of the local services (all bound to the loopback address)."""
@@ -61,8 +64,8 @@ class LocalConfig(Section):
     )
     postgresql: PostgresSettings = PostgresSettings()
     health_timeout_s: float = Field(120.0, gt=0, description="how long `up` waits for all services")
-    services: list[Literal["mlflow", "optuna_dashboard", "tensorboard", "jupyterlab"]] = Field(
-        default_factory=lambda: ["mlflow", "optuna_dashboard", "tensorboard", "jupyterlab"],
+    services: list[UIService] = Field(
+        default_factory=lambda: list(get_args(UIService)),
         description="which UI services to run (MLflow is needed by train/tune/deploy; jupyterlab runs only "
         "where `make frameworks` installed it)",
     )

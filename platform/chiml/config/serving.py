@@ -17,3 +17,7 @@ class ServingConfig(Section):
         300.0, gt=0, description="how long deploy/scale wait for an endpoint to load its model and answer"
     )
     request_timeout_s: float = Field(60.0, gt=0, description="timeout of one prediction request")
+    scale_down_delay_s: float = Field(
+        30.0, ge=0, description="local autoscaling: how long load must stay low before replicas are removed"
+    )
+    autoscale_interval_s: float = Field(2.0, gt=0, description="local autoscaling: seconds between decisions")

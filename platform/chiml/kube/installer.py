@@ -11,7 +11,8 @@ Contract (used by the kubernetes and chameleon profiles):
   helm/releases.yaml (their uninstall would destroy data: the KServe CRDs take every
   InferenceService with them, the PostgreSQL cluster takes its volumes); ``include_kept=True``
   removes those too.
-* ``dry_run=True`` validates everything and prints the plan without touching the network.
+* ``dry_run=True`` validates everything without touching the network (:func:`describe_plan`
+  shows the plan).
 
 What was installed is recorded per release under the ``kubernetes`` state key as soon as it
 succeeds, so an interrupted run is resumed (not redone) by the next one.
@@ -20,6 +21,7 @@ succeeds, so an interrupted run is resumed (not redone) by the next one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -30,12 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError
 from chiml.images import load_catalog
 from chiml.kube.helm import Helm, HelmError
 from chiml.kube.kubeapi import KubeApi
@@ -43,10 +43,11 @@ from chiml.kube.releases import Release, ReleaseSet, load_releases
 from chiml.kube.secrets import ensure_platform_secrets
 from chiml.kube.values import RenderContext, load_values
 from chiml.paths import repo_root
+from chiml.plan import PlanSection
+from chiml.progress import Progress, silent
 from chiml.state import StateStore
 
 STATE_KEY = "kubernetes"
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -104,7 +105,7 @@ def helm_dir(loaded: LoadedConfig) -> Path:
         return path.resolve()
     root = repo_root()
     if root is None:
-        raise ChimlError(
+        raise InvalidInputError(
             "cannot find the helm/ directory (chiml is not running from a source checkout)",
             hint="set kubernetes.helm_dir in chiml.yaml to the checkout's helm/ directory",
         )
@@ -140,7 +141,7 @@ def plan_platform(loaded: LoadedConfig, cluster: ClusterDescription, gpu: bool |
     release_set = load_releases(helm_dir(loaded))
     unknown = sorted(set(cfg.skip_releases) - {r.name for r in release_set})
     if unknown:
-        raise ChimlError(f"kubernetes.skip_releases names unknown releases: {', '.join(unknown)}")
+        raise InvalidInputError(f"kubernetes.skip_releases names unknown releases: {', '.join(unknown)}")
     context = RenderContext.for_cluster(cluster, cfg.namespace)
     # Our images' names come from services/images.yaml (the build's catalog), not the values files.
     catalog_file = release_set.helm_dir.parent / "services" / "images.yaml"
@@ -171,24 +172,26 @@ def plan_platform(loaded: LoadedConfig, cluster: ClusterDescription, gpu: bool |
     return Plan(planned, skipped, context, release_set)
 
 
-def print_plan(plan: Plan, console: Console) -> None:
-    table = Table(title="releases `chiml up` would install, in order", title_justify="left")
-    for column in ("#", "release", "chart", "version", "namespace", "values file", "when"):
-        table.add_column(column, overflow="fold")
+def describe_plan(plan: Plan) -> PlanSection:
+    """The plan as `chiml up --dry-run` shows it: the releases in install order, and what is left out."""
+    rows = []
     for i, p in enumerate(plan.releases, 1):
         try:
             values_file = str(p.values_file.relative_to(plan.release_set.helm_dir.parent))
         except ValueError:
             values_file = str(p.values_file)
         when = "GPU nodes only" if p.release.when == "gpu" else "always"
-        table.add_row(str(i), p.name, p.release.describe_source(), p.release.version, p.namespace, values_file, when)
-    console.print(table)
-    for name, why in plan.skipped:
-        console.print(f"  not installed: {name} ({why})", highlight=False)
-    console.print(
-        f"  ingress domain: {plan.context.ingress_domain} (kubernetes.ingress_base_url); "
-        f"storage class: {plan.context.storage_class}",
-        highlight=False,
+        rows.append([str(i), p.name, p.release.describe_source(), p.release.version, p.namespace, values_file, when])
+    lines = [f"not installed: {name} ({why})" for name, why in plan.skipped]
+    lines.append(
+        f"ingress domain: {plan.context.ingress_domain} (kubernetes.ingress_base_url); "
+        f"storage class: {plan.context.storage_class}"
+    )
+    return PlanSection(
+        "releases `chiml up` would install, in order",
+        lines=lines,
+        columns=["#", "release", "chart", "version", "namespace", "values file", "when"],
+        rows=rows,
     )
 
 
@@ -232,11 +235,10 @@ def install_platform(
     loaded: LoadedConfig,
     cluster: ClusterDescription,
     dry_run: bool = False,
-    console: Console | None = None,
     *,
     helm: Helm | None = None,
     api: KubeApi | None = None,
-    progress: Progress | None = None,
+    progress: Progress = silent,
     assume_gpu: bool | None = None,
     retry_delay_s: float = 5.0,
 ) -> InstallResult:
@@ -245,10 +247,8 @@ def install_platform(
     A release with ``retries`` in releases.yaml is tried again after ``retry_delay_s`` when it
     fails (the pause KServe's own installer makes between its two attempts).
     """
-    console = console or Console()
     plan = plan_platform(loaded, cluster, gpu=assume_gpu if dry_run else None)
-    if dry_run:
-        print_plan(plan, console)
+    if dry_run:  # nothing touched: what would be installed (see describe_plan)
         would = [ReleaseResult(p.name, p.release.version, p.namespace, "would-install") for p in plan.releases]
         return InstallResult(would, plan.context)
 
@@ -258,13 +258,7 @@ def install_platform(
     api = api or KubeApi.from_kubeconfig(cluster.kubeconfig, cfg.context)
     helm.check_version()
 
-    def say(message: str) -> None:
-        """Progress goes to the caller's reporter (the CLI's spinner + log) when there is one."""
-        if progress is not None:
-            progress(message)
-        else:
-            console.print(message, highlight=False)
-
+    say = progress
     _record(
         state,
         lambda s: s.update(
@@ -346,10 +340,9 @@ def install_platform(
 def uninstall_platform(
     loaded: LoadedConfig,
     cluster: ClusterDescription,
-    console: Console | None = None,
     *,
     helm: Helm | None = None,
-    progress: Progress | None = None,
+    progress: Progress = silent,
     include_kept: bool = False,
 ) -> list[str]:
     """Uninstall the releases chiml installed, in reverse install order; returns those removed.
@@ -361,7 +354,6 @@ def uninstall_platform(
     and the generated Secrets stay in any case. A failure stops the run and leaves the rest
     recorded, so the next `down` resumes where this one stopped.
     """
-    console = console or Console()
     cfg = loaded.config.kubernetes
     state = StateStore(loaded.home)
     recorded: dict[str, Any] = (state.get(STATE_KEY) or {}).get("releases", {})
@@ -376,11 +368,7 @@ def uninstall_platform(
     if not include_kept:
         names = [n for n in names if n not in kept]
 
-    def say(message: str) -> None:
-        if progress is not None:
-            progress(message)
-        else:
-            console.print(f"  {message}", highlight=False)
+    say = progress
 
     removed: list[str] = []
     if names:
@@ -395,7 +383,7 @@ def uninstall_platform(
                     f"uninstall of {name} failed: {err.stderr or err.message}",
                     hint="fix the cause and run `chiml down` again: it resumes with the releases left",
                 ) from None
-            _record(state, lambda s, name=name: s.get("releases", {}).pop(name, None))
+            _record(state, functools.partial(_forget, name=name))
             removed.append(name)
             say(f"{name}: {'uninstalled' if existed else 'already gone'}")
     left = sorted(n for n in kept if n in recorded and n not in removed)
@@ -410,3 +398,7 @@ def _kept(recorded: dict[str, Any], release_set: ReleaseSet | None) -> set[str]:
     if release_set is not None:
         kept |= {r.name for r in release_set if r.keep}
     return kept
+
+
+def _forget(section: dict[str, Any], name: str) -> None:
+    section.get("releases", {}).pop(name, None)

@@ -140,4 +140,4 @@ def _as_dict(obj: Any) -> dict[str, Any]:
         return obj
     from kubernetes.client import ApiClient
 
-    return ApiClient().sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+    return ApiClient().sanitize_for_serialization(obj)

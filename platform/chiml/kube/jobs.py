@@ -21,15 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from chiml.cluster import GPU_NODE_LABEL, GPU_RESOURCE
 from chiml.errors import InvalidInputError
 from chiml.kube.incluster import SecretKey
 
 # The user of the trainer image (services/trainer/Dockerfile: uid/gid 10001).
 TRAINER_UID = 10001
 
-# The label the Terraform agent module puts on GPU nodes (terraform/modules/k3s-agents/main.tf).
-GPU_NODE_LABEL = ("chiml.io/gpu", "true")
-GPU_RESOURCE = "nvidia.com/gpu"
 # The RuntimeClass k3s creates when it finds the NVIDIA container runtime.
 GPU_RUNTIME_CLASS = "nvidia"
 
@@ -282,7 +280,7 @@ def pod_spec(job: JobPlan) -> dict[str, Any]:
     if job.gpus > 0:
         resources["limits"][GPU_RESOURCE] = str(job.gpus)
         spec["runtimeClassName"] = GPU_RUNTIME_CLASS
-        spec["nodeSelector"] = {GPU_NODE_LABEL[0]: GPU_NODE_LABEL[1]}
+        spec["nodeSelector"] = {GPU_NODE_LABEL: "true"}
         # the GPU operator's and NVIDIA's usual taint: tolerate it, harmless where absent
         spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return spec

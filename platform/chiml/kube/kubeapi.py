@@ -14,21 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from chiml.cluster import NodeInfo
-from chiml.errors import ChimlError
+from chiml.cluster import NodeInfo, is_gpu_node
+from chiml.errors import ChimlError, InvalidInputError, UnreachableError
 
 # KServe's InferenceService API
 ISVC_GROUP = "serving.kserve.io"
 ISVC_VERSION = "v1beta1"
 ISVC_PLURAL = "inferenceservices"
-
-# Node labels that mark a GPU node before the GPU operator has advertised nvidia.com/gpu:
-# NFD's PCI vendor label for NVIDIA (10de), the GPU operator's, and one a user can set by hand.
-GPU_LABELS = (
-    "feature.node.kubernetes.io/pci-10de.present",
-    "nvidia.com/gpu.present",
-    "chiml.io/gpu",
-)
 
 
 def default_kubeconfig() -> str:
@@ -74,11 +66,11 @@ class KubeApi:
 
         path = kubeconfig or default_kubeconfig()
         if not Path(path).expanduser().is_file():
-            raise ChimlError(f"kubeconfig not found: {path}", hint="set kubernetes.kubeconfig or $KUBECONFIG")
+            raise InvalidInputError(f"kubeconfig not found: {path}", hint="set kubernetes.kubeconfig or $KUBECONFIG")
         try:
             api_client = config.new_client_from_config(config_file=str(Path(path).expanduser()), context=context)
         except ConfigException as err:
-            raise ChimlError(f"cannot use kubeconfig {path}: {err}") from None
+            raise InvalidInputError(f"cannot use kubeconfig {path}: {err}") from None
         return cls(
             core=client.CoreV1Api(api_client),
             custom=client.CustomObjectsApi(api_client),
@@ -105,7 +97,7 @@ class KubeApi:
             raise
         except (HTTPError, OSError) as err:
             where = self.host or "the cluster"
-            raise ChimlError(f"{what}: cannot reach the Kubernetes API at {where}: {err}") from None
+            raise UnreachableError(f"{what}: cannot reach the Kubernetes API at {where}: {err}") from None
 
     # ----------------------------------------------------------------- cluster facts
     def server_version(self) -> str:
@@ -117,9 +109,7 @@ class KubeApi:
         for node in self._call("list nodes", self.core.list_node).items:
             labels = dict(node.metadata.labels or {})
             allocatable = dict((node.status.allocatable or {}) if node.status else {})
-            gpus = str(allocatable.get("nvidia.com/gpu", "0"))
-            gpu = gpus not in ("0", "") or any(labels.get(label) == "true" for label in GPU_LABELS)
-            result.append(NodeInfo(name=node.metadata.name, labels=labels, gpu=gpu))
+            result.append(NodeInfo(name=node.metadata.name, labels=labels, gpu=is_gpu_node(labels, allocatable)))
         return result
 
     def default_storage_class(self) -> str | None:
@@ -219,6 +209,20 @@ class KubeApi:
             f"{e.involved_object.kind}/{e.involved_object.name}: {e.reason}: {(e.message or '').strip()}"
             for e in recent
         ]
+
+    def events_about(self, namespace: str, kind: str, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Events (any type) about one object, oldest first: time, reason, message."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            events = self._call("list events", self.core.list_namespaced_event, namespace).items
+        except ApiException:
+            return []
+        mine = [e for e in events if e.involved_object.kind == kind and e.involved_object.name == name]
+        stamped = [(e.last_timestamp or e.event_time or e.metadata.creation_timestamp, e) for e in mine]
+        stamped.sort(key=lambda pair: pair[0] or datetime.min.replace(tzinfo=UTC))
+        return [{"time": str(when or ""), "reason": e.reason or "", "message": (e.message or "").strip()}
+                for when, e in stamped[-limit:]]
 
     def pods_ready(self, namespace: str, selector: str) -> tuple[int, int]:
         """(ready pods, pods) matching a label selector."""

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chiml.errors import ChimlError
+from chiml.errors import InvalidInputError
 
 # An exact chart version: semver with an optional leading v, no ranges, no wildcards.
 PINNED_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -133,24 +133,24 @@ def load_releases(helm_dir: Path) -> ReleaseSet:
     """Read and check helm/releases.yaml (names, pins, order of dependencies, files present)."""
     path = helm_dir / "releases.yaml"
     if not path.is_file():
-        raise ChimlError(f"release list not found: {path}", hint="set kubernetes.helm_dir in chiml.yaml")
+        raise InvalidInputError(f"release list not found: {path}", hint="set kubernetes.helm_dir in chiml.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         parsed = ReleaseFile.model_validate(data)
     except yaml.YAMLError as err:
-        raise ChimlError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raise InvalidInputError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ChimlError(f"{path}: {where}: {first['msg']}") from None
+        raise InvalidInputError(f"{path}: {where}: {first['msg']}") from None
     releases = parsed.releases
     seen: set[str] = set()
     for release in releases:
         if release.name in seen:
-            raise ChimlError(f"{path}: release {release.name!r} is listed twice")
+            raise InvalidInputError(f"{path}: release {release.name!r} is listed twice")
         for dep in release.depends_on:
             if dep not in seen:
-                raise ChimlError(
+                raise InvalidInputError(
                     f"{path}: release {release.name!r} depends on {dep!r}, which must be listed before it"
                 )
         seen.add(release.name)
@@ -158,14 +158,14 @@ def load_releases(helm_dir: Path) -> ReleaseSet:
     for release in releases:
         values = result.values_path(release)
         if not values.is_file():
-            raise ChimlError(f"{path}: release {release.name!r}: values file {values} does not exist")
+            raise InvalidInputError(f"{path}: release {release.name!r}: values file {values} does not exist")
         if release.is_local:
             chart_yaml = result.chart_path(release) / "Chart.yaml"
             if not chart_yaml.is_file():
-                raise ChimlError(f"{path}: release {release.name!r}: no chart at {chart_yaml.parent}")
+                raise InvalidInputError(f"{path}: release {release.name!r}: no chart at {chart_yaml.parent}")
             declared = str(yaml.safe_load(chart_yaml.read_text(encoding="utf-8")).get("version"))
             if declared != release.version:
-                raise ChimlError(
+                raise InvalidInputError(
                     f"{path}: release {release.name!r} pins {release.version} but {chart_yaml} is {declared}"
                 )
     return result

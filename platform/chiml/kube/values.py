@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from chiml.cluster import ClusterDescription
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError
 
 PLACEHOLDER = re.compile(r"\$\{([a-z_]+)\}")
 
@@ -64,7 +64,7 @@ def substitute(node: Any, context: RenderContext, where: str = "") -> Any:
             name = match.group(1)
             if name not in variables:
                 known = ", ".join(sorted(variables))
-                raise ChimlError(f"{where}: unknown placeholder ${{{name}}} (known: {known})")
+                raise InvalidInputError(f"{where}: unknown placeholder ${{{name}}} (known: {known})")
             return str(variables[name])
 
         return PLACEHOLDER.sub(replace, node)
@@ -78,12 +78,12 @@ def load_values(path: Path, context: RenderContext) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ChimlError(f"{path}:{line}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
+        raise InvalidInputError(f"{path}:{line}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ChimlError(f"{path}: a values file must be a mapping, not {type(data).__name__}")
+        raise InvalidInputError(f"{path}: a values file must be a mapping, not {type(data).__name__}")
     try:
         return substitute(data, context)
     except ChimlError as err:
-        raise ChimlError(f"{path}: {err.message}") from None
+        raise InvalidInputError(f"{path}: {err.message}") from None

@@ -17,7 +17,7 @@ from typing import Any
 from chiml.errors import ChimlError
 from chiml.kube import incluster, jobs
 from chiml.kube.incluster import LogStore, OptunaDatabase
-from chiml.lifecycle.tracking import ENV_TB_LOGDIR
+from chiml.lifecycle.context import ENV_TB_LOGDIR
 
 # Container waiting reasons that never resolve by waiting: the pod fails with the kubelet's message.
 FATAL_WAITING = {

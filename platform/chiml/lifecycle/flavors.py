@@ -1,7 +1,7 @@
 """MLflow flavors for the framework groups: which flavor a model object belongs to, and how to log it.
 
-:func:`chiml.lifecycle.tracking.log_model` asks :func:`detect` first; torch and scikit-learn
-keep their own loggers in ``tracking``. Detection looks at ``sys.modules`` only, so asking never
+:func:`chiml.lifecycle.model_logging.log_model` asks :func:`detect` first; torch and
+scikit-learn keep their own loggers in ``model_logging``. Detection looks at ``sys.modules`` only, so asking never
 imports a framework the script did not import itself (importing TensorFlow costs seconds).
 
 Every logger infers the signature from the model's own answer on ``input_example`` and passes

@@ -13,8 +13,9 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chiml.errors import ChimlError
-from chiml.lifecycle import mlflow_server
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError
+from chiml.lifecycle import mlflow_client
+from chiml.sites import TrackingSite
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 ARCHIVED_TAG = "chiml.archived"
@@ -57,10 +58,10 @@ class RegisteredModelInfo:
 class ModelRegistry:
     """Register, list, describe, promote and archive model versions."""
 
-    def __init__(self, platform: Any) -> None:
+    def __init__(self, platform: TrackingSite) -> None:
         self.platform = platform
-        mlflow_server.configure_client_env()
-        self.client = mlflow_server.client(platform.tracking_uri)
+        mlflow_client.configure_client_env()
+        self.client = mlflow_client.connect(platform)
 
     # ------------------------------------------------------------------ register
     def resolve_source(self, source: str) -> tuple[str, str | None, str | None]:
@@ -77,24 +78,24 @@ class ModelRegistry:
             try:
                 logged = self.client.get_logged_model(model_id)
             except MlflowException:
-                raise ChimlError(f"no logged model {model_id}") from None
+                raise NotFoundError(f"no logged model {model_id}") from None
             return source, logged.source_run_id, model_id
         if source.startswith(("runs:/", "models:/")):
             return source, None, None
         if not _RUN_ID.match(source):
-            raise ChimlError(f"{source!r} is neither a run id nor a runs:/ or models:/ URI")
+            raise InvalidInputError(f"{source!r} is neither a run id nor a runs:/ or models:/ URI")
         try:
             run = self.client.get_run(source)
         except MlflowException:
-            raise ChimlError(f"no MLflow run {source}") from None
+            raise NotFoundError(f"no MLflow run {source}") from None
         experiment = run.info.experiment_id
-        uri = mlflow_server.run_model_uri(self.client, experiment, source)
+        uri = mlflow_client.run_model_uri(self.client, experiment, source)
         if uri is None and run.data.tags.get("chiml.best_run_id"):
             best = run.data.tags["chiml.best_run_id"]
-            uri = mlflow_server.run_model_uri(self.client, experiment, best)
+            uri = mlflow_client.run_model_uri(self.client, experiment, best)
             source = best
         if uri is None:
-            raise ChimlError(
+            raise NotFoundError(
                 f"run {source} logged no model",
                 hint="call ct.log_model(model, input_example=...) in the script",
             )
@@ -135,7 +136,7 @@ class ModelRegistry:
             else:
                 found = self.client.get_model_version_by_alias(name, version_or_alias)
         except MlflowException:
-            raise ChimlError(f"model {name} has no version or alias {version_or_alias!r}") from None
+            raise NotFoundError(f"model {name} has no version or alias {version_or_alias!r}") from None
         return self._version_info(found)
 
     # ------------------------------------------------------------------ change
@@ -143,9 +144,9 @@ class ModelRegistry:
         """Point ``alias`` at ``version`` (moving it from whichever version had it)."""
         info = self.version(name, str(version))
         if info.archived:
-            raise ChimlError(f"{name} version {version} is archived", hint="register it again to serve it")
+            raise InvalidInputError(f"{name} version {version} is archived", hint="register it again to serve it")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", alias) or alias.lower() == "latest" or alias.isdigit():
-            raise ChimlError(f"invalid alias {alias!r}: letters, digits, - and _, not a number and not 'latest'")
+            raise InvalidInputError(f"invalid alias {alias!r}: letters, digits, - and _, not a number and not 'latest'")
         self.client.set_registered_model_alias(name, alias, str(version))
         return self.version(name, str(version))
 
@@ -179,7 +180,7 @@ class ModelRegistry:
         try:
             return self.client.get_registered_model(name)
         except MlflowException:
-            raise ChimlError(f"no registered model {name!r}", hint="see `chiml models list`") from None
+            raise NotFoundError(f"no registered model {name!r}", hint="see `chiml models list`") from None
 
     def _model_info(self, model: Any, versions: bool) -> RegisteredModelInfo:
         aliases = dict(model.aliases or {})
@@ -219,7 +220,7 @@ class ModelRegistry:
 
 def _check_name(name: str) -> None:
     if not name or "/" in name or "@" in name or ":" in name:
-        raise ChimlError(f"invalid model name {name!r}: no '/', '@' or ':'")
+        raise InvalidInputError(f"invalid model name {name!r}: no '/', '@' or ':'")
 
 
 def _quote(name: str) -> str:

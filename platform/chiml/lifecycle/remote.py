@@ -25,8 +25,8 @@ from chiml.errors import ChimlError
 from chiml.kube import jobs
 from chiml.lifecycle import cluster
 from chiml.lifecycle.cluster import ClusterSite, PodOutcome
+from chiml.lifecycle.context import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
 from chiml.lifecycle.supervise import close_run
-from chiml.lifecycle.tracking import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
 
 Echo = Callable[[str, str], None]
 CONTAINER = "train"
@@ -155,7 +155,7 @@ def run_on_cluster(
     poll: float = 2.0,
 ) -> Any:
     """Run ``target`` as a Job; returns a TrainResult (or the objects, for ``dry_run``)."""
-    from chiml.lifecycle import mlflow_server
+    from chiml.lifecycle import mlflow_client
     from chiml.lifecycle.supervise import echo_here
     from chiml.lifecycle.train import TrainResult
 
@@ -170,10 +170,10 @@ def run_on_cluster(
     # everything that can fail on the laptop's side fails before a run exists
     code = jobs.package_folder(cluster.script_in_folder(target, workdir)[1], platform.config.training.code_limit_bytes)
     site = site or cluster.cluster_site(platform)
-    mlflow_server.configure_client_env()
+    mlflow_client.configure_client_env()
     tracking_uri = platform.tracking_uri
-    client = mlflow_server.client(tracking_uri)
-    experiment_id = mlflow_server.experiment_id(client, experiment)
+    client = mlflow_client.connect(platform)
+    experiment_id = mlflow_client.experiment_id(client, experiment)
     run_tags = {
         "mlflow.source.name": target,
         "mlflow.source.type": "JOB",
@@ -195,7 +195,7 @@ def run_on_cluster(
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         close_run(client, run_id, status, -1, [], error=getattr(err, "message", None) or str(err) or None)
         raise
-    url = mlflow_server.run_url(tracking_uri, experiment_id, run_id)
+    url = mlflow_client.run_url(tracking_uri, experiment_id, run_id)
     if on_start is not None:
         on_start(run_id, url)
     tb_dir = plan.env[ENV_TB_LOGDIR]
@@ -219,7 +219,7 @@ def run_on_cluster(
                 cluster.delete(site.api, plan.namespace, plan.name)
             finally:
                 status = finish_run(client, run_id, outcome, log_path)
-    model_uri = mlflow_server.run_model_uri(client, experiment_id, run_id)
+    model_uri = mlflow_client.run_model_uri(client, experiment_id, run_id)
     result = TrainResult(run_id, url, status, outcome.exit_code, model_uri, experiment, experiment_id, tb_dir)
     if outcome.error:
         raise RemoteRunFailed(outcome.error, result)

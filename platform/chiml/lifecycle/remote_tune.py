@@ -32,11 +32,11 @@ from typing import Any
 
 from chiml.errors import ChimlError, InvalidInputError
 from chiml.kube import jobs
-from chiml.lifecycle import cluster, mlflow_server
+from chiml.lifecycle import cluster, mlflow_client
 from chiml.lifecycle.cluster import ClusterSite
+from chiml.lifecycle.context import ENV_TB_LOGDIR
 from chiml.lifecycle.study import check_direction, make_pruner, make_sampler
 from chiml.lifecycle.target import resolve
-from chiml.lifecycle.tracking import ENV_TB_LOGDIR
 from chiml.lifecycle.tune import BestTrial, StudyProgress, StudyResult, parent_tags, record_outcome
 from chiml.lifecycle.worker import CONFIG_ERROR, ENV_STORAGE, WorkerSpec
 
@@ -198,8 +198,8 @@ def run_study_on_cluster(
         return jobs.objects(plan)
     code = jobs.package_folder(folder, training.code_limit_bytes)
     site = site or cluster.cluster_site(platform)
-    mlflow_server.configure_client_env()
-    client = mlflow_server.client(platform.tracking_uri)
+    mlflow_client.configure_client_env()
+    client = mlflow_client.connect(platform)
     previous = _previous_parent(client, name)
     if previous is not None:
         stored = previous.data.tags
@@ -215,7 +215,7 @@ def run_study_on_cluster(
         client.update_run(parent_run_id, status="RUNNING")
     else:
         experiment = experiment or training.experiment
-        experiment_id = mlflow_server.experiment_id(client, experiment)
+        experiment_id = mlflow_client.experiment_id(client, experiment)
         tags = parent_tags(name, {**settings, "direction": direction or "minimize"})
         parent_run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     settings["experiment"] = experiment
@@ -259,7 +259,7 @@ def run_study_on_cluster(
         best_run_id=best.run_id if best else None,
         model_uri=best.model_uri if best else None,
         parent_run_id=parent_run_id,
-        parent_run_url=mlflow_server.run_url(platform.tracking_uri, experiment_id, parent_run_id),
+        parent_run_url=mlflow_client.run_url(platform.tracking_uri, experiment_id, parent_run_id),
         n_trials=sum(counts.values()),
         n_complete=counts["COMPLETE"],
         n_pruned=counts["PRUNED"],
@@ -415,6 +415,6 @@ def _outcome(client: Any, parent_run_id: str, experiment_id: str, direction: str
         value=float(top.data.tags["chiml.objective"]),
         params=json.loads(top.data.tags.get("chiml.trial_params") or "{}"),
         run_id=top.info.run_id,
-        model_uri=mlflow_server.run_model_uri(client, experiment_id, top.info.run_id),
+        model_uri=mlflow_client.run_model_uri(client, experiment_id, top.info.run_id),
     )
     return best, counts

@@ -11,7 +11,7 @@ import numbers
 import sys
 
 from chiml.errors import ChimlError
-from chiml.lifecycle import tracking
+from chiml.lifecycle import metrics
 from chiml.lifecycle.target import resolve
 
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = target.invoke(args[1:])
     if isinstance(result, numbers.Real) and not isinstance(result, bool):
-        tracking.report(float(result))
+        metrics.report(float(result))
     return 0
 
 

@@ -30,15 +30,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from chiml.errors import InvalidInputError, NotFoundError, NotSupportedError
 from chiml.kube import jobs
-from chiml.lifecycle import mlflow_server
+from chiml.lifecycle import mlflow_client
 from chiml.lifecycle.study import this_host
 from chiml.lifecycle.supervise import close_run
+from chiml.sites import TrainingSite
+
+if TYPE_CHECKING:
+    from chiml.lifecycle.cluster import ClusterSite
 
 KINDS = ("train", "study")
 # a RUNNING run younger than this is left alone: its Job or process may be starting right now
@@ -98,19 +102,18 @@ def start_detached(platform: Any, client: Any, run_id: str, target: str, args: l
 class Runs:
     """List, follow and cancel the platform's runs (``Platform.runs``)."""
 
-    def __init__(self, platform: Any, site: Any = None) -> None:
+    def __init__(self, platform: TrainingSite, site: ClusterSite | None = None) -> None:
         self.platform = platform
         self._site = site
-        mlflow_server.configure_client_env()
-        self.client = mlflow_server.client(platform.tracking_uri)
+        mlflow_client.configure_client_env()
+        self.client = mlflow_client.connect(platform)
 
     # ----------------------------------------------------------------- where runs are
     @property
     def on_cluster(self) -> bool:
         from chiml.lifecycle.train import CLUSTER_PROFILES
 
-        profile = getattr(getattr(self.platform, "profile", None), "name", "local")
-        return self._site is not None or profile in CLUSTER_PROFILES
+        return self._site is not None or self.platform.profile.name in CLUSTER_PROFILES
 
     def site(self) -> Any:
         if self._site is None:
@@ -161,7 +164,7 @@ class Runs:
             experiment_id=run.info.experiment_id,
             started=_iso(run.info.start_time),
             ended=_iso(run.info.end_time) if run.info.end_time else None,
-            url=mlflow_server.run_url(self.platform.tracking_uri, run.info.experiment_id, run.info.run_id),
+            url=mlflow_client.run_url(self.platform.tracking_uri, run.info.experiment_id, run.info.run_id),
             job=tags.get("chiml.job"),
             pid=int(tags["chiml.pid"]) if tags.get("chiml.pid", "").isdigit() else None,
             error=tags.get("chiml.error"),

@@ -147,7 +147,7 @@ def _raise_stopped(signum: int, _frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chiml.lifecycle import mlflow_server
+    from chiml.lifecycle import mlflow_client
 
     args = list(sys.argv[1:] if argv is None else argv)
     timeout: float | None = None
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _raise_stopped)
-    client = mlflow_server.client(tracking_uri)
+    client = mlflow_client.client(tracking_uri)
     try:
         _status, code = supervise(runner_command(args[0], args[1:]), dict(os.environ), Path.cwd(), client, run_id,
                                   echo_here, timeout)

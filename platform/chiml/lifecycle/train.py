@@ -2,7 +2,7 @@
 
 chiml creates the run itself, then starts the target in a child process with the platform
 wired in through the environment (tracking URI, experiment, run id, TensorBoard dir, params)
-so that the script needs nothing but ``chiml.lifecycle.tracking`` or plain ``mlflow`` calls.
+so that the script needs nothing but ``chiml.tracking`` or plain ``mlflow`` calls.
 The child's stdout and stderr are shown live and stored with the run; its exit status
 decides the run's status. chiml, not the child, closes the run (:mod:`chiml.lifecycle.supervise`),
 so a script that crashes, is killed or never touches MLflow still leaves a correctly closed run.
@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from chiml.errors import ChimlError, NotSupportedError
-from chiml.lifecycle import mlflow_server
+from chiml.lifecycle import mlflow_client
+from chiml.lifecycle.context import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
 from chiml.lifecycle.runs import process_tags, start_detached
 from chiml.lifecycle.supervise import echo_here, runner_command, supervise
 from chiml.lifecycle.target import resolve
-from chiml.lifecycle.tracking import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
+from chiml.sites import TrainingSite
 
 # Profiles whose training runs on the cluster as a Kubernetes Job.
 CLUSTER_PROFILES = ("kubernetes", "chameleon")
@@ -52,7 +53,7 @@ class TrainResult:
 
 
 def run_training(
-    platform: Any,
+    platform: TrainingSite,
     target: str,
     params: dict[str, Any],
     *,
@@ -82,7 +83,7 @@ def run_training(
     ``on_start(run_id, run_url)`` is called once the run exists, before the script starts.
     ``timeout``: seconds before the script is stopped and the run marked KILLED.
     """
-    profile = getattr(getattr(platform, "profile", None), "name", "local")
+    profile = platform.profile.name
     if profile in CLUSTER_PROFILES:
         from chiml.lifecycle.remote import run_on_cluster
 
@@ -99,11 +100,11 @@ def run_training(
     workdir = Path(cwd) if cwd is not None else Path.cwd()
     resolved = resolve(target, cwd=workdir)  # before creating anything
     devices = select_devices(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")) if gpus and gpu is not False else None
-    mlflow_server.configure_client_env()
+    mlflow_client.configure_client_env()
     tracking_uri = platform.tracking_uri
-    client = mlflow_server.client(tracking_uri)
+    client = mlflow_client.connect(platform)
     experiment = experiment or platform.config.training.experiment
-    experiment_id = mlflow_server.experiment_id(client, experiment)
+    experiment_id = mlflow_client.experiment_id(client, experiment)
     run_tags = {
         "mlflow.source.name": resolved.spec,
         "mlflow.source.type": "LOCAL",
@@ -131,7 +132,7 @@ def run_training(
         env[ENV_DEVICE] = "cpu"
     elif devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = devices
-    url = mlflow_server.run_url(tracking_uri, experiment_id, run_id)
+    url = mlflow_client.run_url(tracking_uri, experiment_id, run_id)
     if on_start is not None:
         on_start(run_id, url)
     if detach:
@@ -142,7 +143,7 @@ def run_training(
                                       echo or echo_here, timeout)
     except OSError as err:
         raise ChimlError(f"could not start the training process: {err}") from None
-    model_uri = mlflow_server.run_model_uri(client, experiment_id, run_id)
+    model_uri = mlflow_client.run_model_uri(client, experiment_id, run_id)
     return TrainResult(
         run_id=run_id,
         run_url=url,

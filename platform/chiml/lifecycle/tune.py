@@ -30,7 +30,7 @@ import psutil
 from optuna.trial import TrialState
 
 from chiml.errors import ChimlError, InvalidInputError
-from chiml.lifecycle import mlflow_server
+from chiml.lifecycle import mlflow_client
 from chiml.lifecycle.storage import describe_storage, open_storage
 from chiml.lifecycle.study import (
     CRASHED_ATTR,
@@ -48,6 +48,7 @@ from chiml.lifecycle.study import (
 from chiml.lifecycle.target import resolve
 from chiml.lifecycle.train import CLUSTER_PROFILES, _safe
 from chiml.lifecycle.worker import CONFIG_ERROR, WorkerSpec
+from chiml.sites import TrainingSite
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,7 +92,7 @@ class StudyResult:
 
 
 def run_study(
-    platform: Any,
+    platform: TrainingSite,
     target: str,
     *,
     trials: int = 20,
@@ -125,7 +126,7 @@ def run_study(
     """
     if trials < 1:
         raise InvalidInputError("--trials must be at least 1")
-    if getattr(getattr(platform, "profile", None), "name", "local") in CLUSTER_PROFILES:
+    if platform.profile.name in CLUSTER_PROFILES:
         from chiml.lifecycle.remote_tune import run_study_on_cluster
 
         return run_study_on_cluster(
@@ -159,10 +160,10 @@ def run_study(
         storage, name, direction, metric, sampler, pruner, resolved.spec, (training.tune_sampler, training.tune_pruner)
     )
 
-    mlflow_server.configure_client_env()
-    client = mlflow_server.client(platform.tracking_uri)
+    mlflow_client.configure_client_env()
+    client = mlflow_client.connect(platform)
     experiment = experiment or settings.get("experiment") or training.experiment
-    experiment_id = mlflow_server.experiment_id(client, experiment)
+    experiment_id = mlflow_client.experiment_id(client, experiment)
     study.set_user_attr("chiml.experiment", experiment)
     _fail_orphans(study, client)
     parent_run_id = _parent_run(client, study, experiment_id, settings)
@@ -472,7 +473,7 @@ def _finish(
     if complete:
         trial = study.best_trial
         run_id = trial.user_attrs.get(RUN_ATTR)
-        model_uri = mlflow_server.run_model_uri(client, experiment_id, run_id) if run_id else None
+        model_uri = mlflow_client.run_model_uri(client, experiment_id, run_id) if run_id else None
         assert trial.value is not None  # a COMPLETE trial has its value
         best = BestTrial(trial.number, float(trial.value), dict(trial.params), run_id, model_uri)
     record_outcome(client, parent_run_id, best, len(trials), pool.logs, status)
@@ -485,7 +486,7 @@ def _finish(
         best_run_id=best.run_id if best is not None else None,
         model_uri=best.model_uri if best is not None else None,
         parent_run_id=parent_run_id,
-        parent_run_url=mlflow_server.run_url(tracking_uri, experiment_id, parent_run_id),
+        parent_run_url=mlflow_client.run_url(tracking_uri, experiment_id, parent_run_id),
         n_trials=len(trials),
         n_complete=len(complete),
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),

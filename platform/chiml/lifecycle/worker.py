@@ -34,7 +34,7 @@ from optuna.storages._heartbeat import BaseHeartbeat  # the storages that keep h
 from optuna.trial import FrozenTrial, TrialState
 
 from chiml.errors import ChimlError
-from chiml.lifecycle import tracking
+from chiml.lifecycle import metrics
 from chiml.lifecycle.storage import Heartbeat, open_storage
 from chiml.lifecycle.study import (
     CRASHED_ATTR,
@@ -51,6 +51,7 @@ from chiml.lifecycle.study import (
     this_host,
 )
 from chiml.lifecycle.target import resolve
+from chiml.lifecycle.trial import begin_trial, end_trial
 
 #: Exit status for a configuration error: restarting the worker would not help.
 CONFIG_ERROR = 2
@@ -208,11 +209,11 @@ def _run_trial(spec: WorkerSpec, study: optuna.Study, trial: optuna.Trial, targe
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     tb_dir = f"{spec.tb_root.rstrip('/')}/{name}"
     state, value, error, stopped = TrialState.FAIL, None, None, False
-    ctx = tracking._begin_trial(trial, spec.overrides, spec.metric, tb_dir, run.info.run_id, spec.threads)
+    ctx = begin_trial(trial, spec.overrides, spec.metric, tb_dir, run.info.run_id, spec.threads)
     try:
         result = target.invoke(spec.args)
         if isinstance(result, numbers.Real) and not isinstance(result, bool):
-            tracking.report(float(result))
+            metrics.report(float(result))
         value = ctx.objective
         if value is None:
             error = "the trial reported no objective (log the --metric, call ct.report(), or return a number)"
@@ -227,7 +228,7 @@ def _run_trial(spec: WorkerSpec, study: optuna.Study, trial: optuna.Trial, targe
     except Exception:
         error = traceback.format_exc()
     finally:
-        tracking._end_trial(success=state == TrialState.COMPLETE)
+        end_trial(success=state == TrialState.COMPLETE)
     if error:
         print(f"[{spec.study} {name}] failed: {error}", file=sys.stderr, flush=True)
         mlflow.set_tag("chiml.error", error[-5000:])

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, UnreachableError
 from chiml.local.layout import HomeLayout
 from chiml.local.supervisor import Program
 
@@ -47,7 +47,7 @@ def find_bin_dir(configured: str | None) -> Path:
     if configured:
         folder = Path(configured)
         if not ((folder / "initdb").exists() and (folder / "postgres").exists()):
-            raise ChimlError(f"local.postgresql.bin_dir {folder} holds no initdb/postgres binaries")
+            raise InvalidInputError(f"local.postgresql.bin_dir {folder} holds no initdb/postgres binaries")
         return folder
     candidates: list[Path] = []
     found = shutil.which("initdb")
@@ -214,7 +214,7 @@ class ManagedPostgres:
                 break
             except psycopg2.OperationalError as err:
                 if time.monotonic() > deadline:
-                    raise ChimlError(f"PostgreSQL did not accept connections: {str(err).strip()}") from None
+                    raise UnreachableError(f"PostgreSQL did not accept connections: {str(err).strip()}") from None
                 time.sleep(0.5)
         conn.autocommit = True
         try:

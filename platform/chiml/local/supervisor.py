@@ -28,7 +28,7 @@ import psutil
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from supervisor.xmlrpc import SupervisorTransport
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, UnreachableError
 
 log = logging.getLogger(__name__)
 _TEMPLATES = Environment(loader=PackageLoader("chiml.local", ""), undefined=StrictUndefined, keep_trailing_newline=True)
@@ -139,7 +139,9 @@ class Supervisor:
                 except (OSError, xmlrpc.client.Fault):
                     pass
             time.sleep(0.1)
-        raise ChimlError(f"supervisord did not answer within {timeout:.0f}s (see {self.logs / 'supervisord.log'})")
+        raise UnreachableError(
+            f"supervisord did not answer within {timeout:.0f}s (see {self.logs / 'supervisord.log'})"
+        )
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop every program, then supervisord; wait for all of them to exit."""
@@ -205,7 +207,7 @@ class Supervisor:
         try:
             return getattr(self.rpc.supervisor, fn)(*args)
         except OSError as err:
-            raise ChimlError("the local platform is not running", hint="start it with `chiml up`") from err
+            raise UnreachableError("the local platform is not running", hint="start it with `chiml up`") from err
 
     # ----------------------------------------------------------------- programs
     def program_file(self, name: str) -> Path:

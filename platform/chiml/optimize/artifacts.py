@@ -6,13 +6,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotFoundError
+from chiml.lifecycle import mlflow_client
 from chiml.optimize import tracking
 from chiml.optimize.candidates import CANDIDATES
-from chiml.optimize.source import ModelRef, get_version, mlflow_client, quiet_mlflow
-from chiml_serving.runtimes.spec import SPEC_FILE, RuntimeSpec
+from chiml_contract.artifact import SPEC_FILE, RuntimeSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def _optimization_runs(client: Any, name: str, version: str) -> list[Any]:
@@ -41,8 +44,8 @@ def find_run(client: Any, name: str, version: Any, runtime: str) -> tuple[str, s
             return run.info.run_id, runtime
     what = "optimized runtime" if runtime == "auto" else f"{runtime} build that passed the gate"
     target = "" if runtime == "auto" else f" --target {runtime}"
-    raise ChimlError(f"models:/{name}/{version.version} has no {what}",
-                     hint=f"run `chiml optimize models:/{name}/{version.version}{target}` first")
+    raise NotFoundError(f"models:/{name}/{version.version} has no {what}",
+                        hint=f"run `chiml optimize models:/{name}/{version.version}{target}` first")
 
 
 def resolve_runtime_artifact(platform: Any, model_uri: str, runtime: str) -> tuple[str, Path]:
@@ -54,17 +57,35 @@ def resolve_runtime_artifact(platform: Any, model_uri: str, runtime: str) -> tup
     """
 
     if runtime != "auto" and runtime not in CANDIDATES:
-        raise ChimlError(f"unknown runtime {runtime!r}: choose auto or one of {', '.join(CANDIDATES)}")
-    with quiet_mlflow():
+        raise InvalidInputError(f"unknown runtime {runtime!r}: choose auto or one of {', '.join(CANDIDATES)}")
+    with mlflow_client.quiet():
         return _resolve(platform.tracking_uri, Path(platform.home), model_uri, runtime)
+
+
+def compiled_artifact(client: MlflowClient, model_uri: str, runtime: str) -> tuple[str, str, str]:
+    """(serving runtime, MLflow artifact URI of the compiled folder, candidate) without downloading.
+
+    For a cluster, whose storage initializer fetches the artifact itself: ``runtime`` is ``auto``
+    (the recorded decision) or a candidate; TensorRT is served by Triton from the run's model
+    repository (``triton/``), every other runtime from ``runtimes/<candidate>/``. ``client`` is
+    connected to the platform's MLflow (with its credentials: see ``mlflow_client.connect``).
+    """
+    if runtime != "auto" and runtime not in CANDIDATES:
+        raise InvalidInputError(f"unknown runtime {runtime!r}: choose auto or one of {', '.join(CANDIDATES)}")
+    with mlflow_client.quiet():
+        ref = mlflow_client.ModelURI.parse(model_uri)
+        run_id, candidate = find_run(client, ref.name, mlflow_client.resolve_model_version(client, ref), runtime)
+        serving = CANDIDATES[candidate][0]
+        folder = "triton" if serving == "tensorrt" else f"runtimes/{candidate}"
+        return serving, f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{folder}", candidate
 
 
 def _resolve(tracking_uri: str, home: Path, model_uri: str, runtime: str) -> tuple[str, Path]:
     import mlflow
 
-    client = mlflow_client(tracking_uri)
-    ref = ModelRef.parse(model_uri)
-    version = get_version(client, ref)
+    client = mlflow_client.client(tracking_uri)
+    ref = mlflow_client.ModelURI.parse(model_uri)
+    version = mlflow_client.resolve_model_version(client, ref)
     run_id, candidate = find_run(client, ref.name, version, runtime)
     cache = home / "optimize" / "artifacts" / run_id / candidate
     if not (cache / SPEC_FILE).is_file():
@@ -75,7 +96,7 @@ def _resolve(tracking_uri: str, home: Path, model_uri: str, runtime: str) -> tup
                 run_id=run_id, artifact_path=f"runtimes/{candidate}", dst_path=str(staging),
                 tracking_uri=tracking_uri))
             if not (downloaded / SPEC_FILE).is_file():
-                raise ChimlError(f"run {run_id} has no compiled {candidate} artifact (runtimes/{candidate})")
+                raise NotFoundError(f"run {run_id} has no compiled {candidate} artifact (runtimes/{candidate})")
             shutil.rmtree(cache, ignore_errors=True)
             os.replace(downloaded, cache)
         except ChimlError:

@@ -10,19 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError
 from chiml.optimize import deepsparse_env
 from chiml.optimize.export import ExportResult
-from chiml_serving.runtimes import ENGINES
-from chiml_serving.runtimes.spec import RuntimeSpec, TensorSpec
+from chiml_contract import runtimes
+from chiml_contract.artifact import RuntimeSpec
+from chiml_contract.signature import Interface, interface_from_signature
+from chiml_contract.tensors import TensorSpec
 
-# candidate name -> (serving runtime, variant)
+# compiled runtimes that also build a variant (a differently compiled model file, same runtime)
+VARIANTS: dict[str, tuple[str, ...]] = {"onnxruntime": ("int8",)}
+# candidate name -> (serving runtime, variant): every compiled runtime, each followed by its variants
 CANDIDATES: dict[str, tuple[str, str | None]] = {
-    "onnxruntime": ("onnxruntime", None),
-    "onnxruntime-int8": ("onnxruntime", "int8"),
-    "openvino": ("openvino", None),
-    "deepsparse": ("deepsparse", None),
-    "tensorrt": ("tensorrt", None),
+    candidate: (runtime, variant)
+    for runtime in runtimes.names(compiled=True)
+    for candidate, variant in ((runtime, None), *((f"{runtime}-{v}", v) for v in VARIANTS.get(runtime, ())))
 }
 TARGETS = ("auto", *CANDIDATES)
 
@@ -38,7 +40,10 @@ class Candidate:
 
     @property
     def engine(self) -> str:
-        return ENGINES[self.runtime]
+        engine = runtimes.get(self.runtime).engine
+        if engine is None:
+            raise ValueError(f"{self.runtime} is not a compiled runtime")
+        return engine
 
 
 def _has_nvidia_gpu() -> bool:
@@ -48,12 +53,12 @@ def _has_nvidia_gpu() -> bool:
 def _availability(name: str, home: Path, allow_deepsparse: bool, explicit: bool,
                   step: Callable[[str], None] | None) -> tuple[str | None, str | None]:
     """(python, None) when the candidate can run, else (None, reason)."""
-    runtime = CANDIDATES[name][0]
-    if runtime in ("onnxruntime", "openvino"):
-        if importlib.util.find_spec(runtime) is None:
-            return None, f"{runtime} is not installed (pip install chiml[runtimes])"
+    runtime = runtimes.get(CANDIDATES[name][0])
+    if runtime.device == "cpu" and not runtime.isolated:
+        if importlib.util.find_spec(runtime.library) is None:
+            return None, f"{runtime.name} is not installed (pip install chiml[runtimes])"
         return sys.executable, None
-    if runtime == "deepsparse":
+    if runtime.isolated:
         if not (allow_deepsparse or explicit):
             return None, ("not considered: end-of-life, evaluation-only licence "
                           "(opt in with --allow-deepsparse or optimize.allow_deepsparse: true)")
@@ -64,8 +69,8 @@ def _availability(name: str, home: Path, allow_deepsparse: bool, explicit: bool,
             return str(deepsparse_env.ensure(home, step)), None
         except ChimlError as err:
             return None, str(err)
-    # tensorrt
-    if importlib.util.find_spec("tensorrt") is None:
+    # a GPU runtime: TensorRT
+    if importlib.util.find_spec(runtime.library) is None:
         gpu = "" if _has_nvidia_gpu() else "; this machine has no NVIDIA GPU"
         return None, f"TensorRT is not installed (GPU nodes only{gpu})"
     if not _has_nvidia_gpu():
@@ -76,12 +81,9 @@ def _availability(name: str, home: Path, allow_deepsparse: bool, explicit: bool,
 def names(target: str, int8: bool = False) -> list[str]:
     """The candidates ``target`` asks for, in the order they are tried."""
     if target not in TARGETS:
-        raise ChimlError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+        raise InvalidInputError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "auto":
-        wanted = ["onnxruntime", "openvino", "deepsparse", "tensorrt"]
-        if int8:
-            wanted.insert(1, "onnxruntime-int8")
-        return wanted
+        return [name for name, (_, variant) in CANDIDATES.items() if variant is None or int8]
     return [target, "onnxruntime-int8"] if target == "onnxruntime" and int8 else [target]
 
 
@@ -96,7 +98,23 @@ def plan(target: str, home: Path, *, allow_deepsparse: bool = False, int8: bool 
     return out
 
 
-def build_artifact(candidate: Candidate, exported: ExportResult, dest: Path, source: dict[str, Any]) -> Path:
+def served_interface(model_dir: Path) -> Interface | None:
+    """The V2 interface the MLflow endpoint of this model serves; None without a signature.
+
+    Recorded in every compiled artifact, so the optimized endpoint takes the same requests
+    (tensor names, datatypes, shapes) as the MLflow one.
+    """
+    from mlflow.models import Model
+
+    signature = Model.load(str(model_dir)).signature
+    if signature is None:
+        return None
+    outputs = signature.outputs.to_dict() if signature.outputs is not None else None
+    return interface_from_signature(signature.inputs.to_dict(), outputs)
+
+
+def build_artifact(candidate: Candidate, exported: ExportResult, dest: Path, source: dict[str, Any],
+                   interface: Interface | None = None) -> Path:
     """The directory a runtime loads: its model file plus ``chiml-runtime.json``."""
     directory = dest / candidate.name
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,11 +131,12 @@ def build_artifact(candidate: Candidate, exported: ExportResult, dest: Path, sou
     spec = RuntimeSpec(
         runtime=candidate.runtime,
         variant=candidate.variant,
-        inputs=[TensorSpec(**item) for item in exported.inputs],
-        outputs=[TensorSpec(**item) for item in exported.outputs],
+        inputs=[TensorSpec.from_json(item) for item in exported.inputs],
+        outputs=[TensorSpec.from_json(item) for item in exported.outputs],
         task=exported.task,
         options=candidate.options,
         source={**source, "opset": exported.opset, "ir_version": exported.ir_version, "exporter": exported.exporter},
+        interface=interface,
     )
     spec.write(directory)
     return directory

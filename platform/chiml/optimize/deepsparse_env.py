@@ -5,7 +5,8 @@ an x86 CPU with AVX2, numpy < 2 and onnx < 1.15, and its community licence allow
 not production. Those pins conflict with the platform's (numpy 2, onnx 1.23), so DeepSparse
 lives in a venv of its own that chiml creates on first use; nothing from it is ever installed
 into the platform's environment. The chiml_serving package (the runtime classes and the
-benchmark worker) is copied into it, so the same code serves and measures DeepSparse.
+benchmark worker) and the chiml_contract package it imports are copied into it, so the same
+code serves and measures DeepSparse.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 
 # Exact pins, resolved together on Python 3.11 (kserve for serving; numpy/onnx/protobuf are
 # the versions that satisfy both DeepSparse and kserve). Keep in step with
@@ -48,17 +49,21 @@ def python_path(home: Path) -> Path:
 
 
 def _fingerprint() -> str:
-    """Changes when the pins or the chiml_serving sources change (the env is then refreshed)."""
+    """Changes when the pins or the copied package sources change (the env is then refreshed)."""
     digest = hashlib.sha256("\n".join(PINS).encode())
-    for path in sorted(_serving_source().rglob("*.py")):
-        digest.update(path.read_bytes())
+    for source in _copied_sources():
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _serving_source() -> Path:
+def _copied_sources() -> list[Path]:
+    """The packages copied into the environment: the serving runtimes and the contract they import."""
+    import chiml_contract
     import chiml_serving
 
-    return Path(chiml_serving.__file__).parent
+    return [Path(chiml_serving.__file__).parent, Path(chiml_contract.__file__).parent]
 
 
 def unsupported_reason() -> str | None:
@@ -93,7 +98,7 @@ def ensure(home: Path, step: Callable[[str], None] | None = None) -> Path:
     """
     reason = unsupported_reason()
     if reason:
-        raise ChimlError(reason)
+        raise NotSupportedError(reason)
     say = step or (lambda _message: None)
     directory = env_dir(home)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -118,9 +123,10 @@ def ensure(home: Path, step: Callable[[str], None] | None = None) -> Path:
                 say(f"installing {', '.join(PINS[:3])} (+ kserve) into {directory}")
                 pip("install", "--quiet", *PINS)
             say("installing chiml's runtime classes into the environment")
-            target = _site_packages(directory) / "chiml_serving"
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(_serving_source(), target, ignore=shutil.ignore_patterns("__pycache__"))
+            for source in _copied_sources():
+                target = _site_packages(directory) / source.name
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
             probe = "import deepsparse, numpy, chiml_serving.runtimes.worker; print(numpy.__version__)"
             check = subprocess.run([str(python_path(home)), "-c", probe], capture_output=True, text=True, timeout=300)
             if check.returncode != 0:

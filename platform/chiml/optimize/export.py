@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 from chiml.optimize.source import InputSpec
 
 OPSET = 17
@@ -118,7 +118,7 @@ def export_torch(model_dir: Path, inputs: list[InputSpec], sample: dict[str, np.
         result = module(*args)
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     if not all(isinstance(out, torch.Tensor) for out in outputs):
-        raise ChimlError("the model's forward() must return a tensor or a tuple of tensors to export to ONNX")
+        raise NotSupportedError("the model's forward() must return a tensor or a tuple of tensors to export to ONNX")
     output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
     input_names = [spec.name for spec in inputs]
     axes = {name: {0: "batch"} for name in [*input_names, *output_names]}
@@ -149,8 +149,8 @@ def export_torch(model_dir: Path, inputs: list[InputSpec], sample: dict[str, np.
         except Exception as err:
             errors.append(describe_export_error(str(err)))
     else:
-        raise ChimlError(f"cannot export the PyTorch model to ONNX (opset {OPSET}): {errors[-1]}",
-                         hint="replace the operator, or serve this model with --runtime mlflow")
+        raise NotSupportedError(f"cannot export the PyTorch model to ONNX (opset {OPSET}): {errors[-1]}",
+                                hint="replace the operator, or serve this model with --runtime mlflow")
     model, ins, outs = finalize(path)
     task = "classifier" if len(outs) == 1 and len(outs[0]["shape"]) == 2 and outs[0]["shape"][1] > 1 else "other"
     return ExportResult(path, ins, outs, task, OPSET, model.ir_version, used)
@@ -164,7 +164,7 @@ def export_sklearn(model_dir: Path, inputs: list[InputSpec], sample: dict[str, n
     from sklearn.base import is_classifier, is_regressor
 
     if len(inputs) != 1:
-        raise ChimlError("scikit-learn models take one input matrix")
+        raise NotSupportedError("scikit-learn models take one input matrix")
     estimator = mlflow.sklearn.load_model(str(model_dir))
     features = inputs[0].shape[1] if len(inputs[0].shape) == 2 and inputs[0].shape[1] > 0 else None
     if features is None:
@@ -175,7 +175,9 @@ def export_sklearn(model_dir: Path, inputs: list[InputSpec], sample: dict[str, n
                               target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET}, options=options)
     except Exception as err:
         message = " ".join(str(err).split())[:400]
-        raise ChimlError(f"cannot convert the {type(estimator).__name__} to ONNX (skl2onnx): {message}") from None
+        raise NotSupportedError(
+            f"cannot convert the {type(estimator).__name__} to ONNX (skl2onnx): {message}"
+        ) from None
     path = dest / "model.onnx"
     path.write_bytes(onx.SerializeToString())
     model, ins, outs = finalize(path)
@@ -190,4 +192,4 @@ def export(flavor: str, model_dir: Path, inputs: list[InputSpec], sample: dict[s
         return export_torch(model_dir, inputs, sample, dest)
     if flavor == "sklearn":
         return export_sklearn(model_dir, inputs, sample, dest)
-    raise ChimlError(f"no ONNX exporter for the {flavor} flavor")
+    raise NotSupportedError(f"no ONNX exporter for the {flavor} flavor")

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotSupportedError
 from chiml.optimize import candidates as cands
 from chiml.optimize.bench import BenchSettings, WorkerResult, run_worker
 from chiml.optimize.export import ExportResult, export
 from chiml.optimize.gate import Tolerance, compare
 from chiml.optimize.report import BASELINE_STATUS, OK, REJECTED, UNAVAILABLE, OptimizeReport, RuntimeRow
 from chiml.optimize.source import InputSpec
+from chiml.sites import OptimizeSite
 
 Step = Callable[[str], None]
 BASELINE_ENGINE = "chiml.optimize.baseline:OriginalModelEngine"
@@ -173,6 +174,7 @@ def measure(*, flavor: str, model_dir: Path, inputs: list[InputSpec], sample: di
     report = prepared.report
     measured: dict[str, Path] = {}
     triton_dir: Path | None = None
+    interface = cands.served_interface(model_dir)
     for candidate in candidates:
         row = RuntimeRow(candidate.name, candidate.runtime, UNAVAILABLE)
         report.rows.append(row)
@@ -181,7 +183,8 @@ def measure(*, flavor: str, model_dir: Path, inputs: list[InputSpec], sample: di
             continue
         say(f"compiling and measuring {candidate.name}")
         try:
-            directory = cands.build_artifact(candidate, prepared.exported, workdir / "artifacts", source or {})
+            directory = cands.build_artifact(candidate, prepared.exported, workdir / "artifacts", source or {},
+                                             interface)
         except ValueError as err:
             row.status, row.reason = REJECTED, str(err)
             continue
@@ -198,7 +201,7 @@ def measure(*, flavor: str, model_dir: Path, inputs: list[InputSpec], sample: di
 def triton_repository(artifact: Path, repo: Path, name: str) -> Path | None:
     """The plan the worker built (and cached beside the artifact), laid out for Triton."""
     from chiml.optimize.triton import write_repository
-    from chiml_serving.runtimes.spec import RuntimeSpec
+    from chiml_contract.artifact import RuntimeSpec
 
     plans = sorted((artifact / "engines").glob("*.plan"))
     if not plans:
@@ -213,7 +216,7 @@ def source_params(source: Any, exported: ExportResult) -> dict[str, Any]:
             "opset": exported.opset, "ir_version": exported.ir_version, "source_run_id": source.run_id or ""}
 
 
-def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: str | None = None,
+def optimize(platform: OptimizeSite, model_uri: str, target: str = "auto", *, objective: str | None = None,
              allow_deepsparse: bool | None = None, int8: bool = False, sample: str | Path | None = None,
              batches: tuple[int, ...] | None = None, threads: int | None = None, budget_s: float = 1.0,
              atol: float | None = None, rtol: float | None = None, min_top1: float | None = None,
@@ -223,14 +226,15 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
     On the kubernetes and chameleon profiles every runtime is measured in a Job on the node class
     that serves it (:mod:`chiml.optimize.remote`); ``dry_run`` then returns those Jobs instead.
     """
+    from chiml.lifecycle import mlflow_client
     from chiml.lifecycle.train import CLUSTER_PROFILES
     from chiml.optimize import tracking
-    from chiml.optimize.source import mlflow_client, quiet_mlflow, resolve_source
+    from chiml.optimize.source import resolve_source
 
     config = platform.config.optimize
     objective = objective or config.objective
     if objective not in ("latency", "throughput"):
-        raise ChimlError(f"unknown objective {objective!r}: choose latency or throughput")
+        raise InvalidInputError(f"unknown objective {objective!r}: choose latency or throughput")
     allow = config.allow_deepsparse if allow_deepsparse is None else allow_deepsparse
     tolerance = Tolerance(atol=config.atol if atol is None else atol, rtol=config.rtol if rtol is None else rtol,
                           min_top1=config.min_top1 if min_top1 is None else min_top1)
@@ -238,25 +242,23 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
     if threads:
         settings.threads = threads
     if target not in cands.TARGETS:
-        raise ChimlError(f"unknown target {target!r}: choose one of {', '.join(cands.TARGETS)}")
+        raise InvalidInputError(f"unknown target {target!r}: choose one of {', '.join(cands.TARGETS)}")
     params = {"target": target, "objective": objective, "batches": ",".join(map(str, settings.batches)),
               "atol": tolerance.atol, "rtol": tolerance.rtol, "min_top1": tolerance.min_top1}
-    if getattr(getattr(platform, "profile", None), "name", "local") in CLUSTER_PROFILES:
+    if platform.profile.name in CLUSTER_PROFILES:
         from chiml.optimize.remote import optimize_on_cluster
 
         return optimize_on_cluster(platform, model_uri, target, settings=settings, threads=threads,
                                    tolerance=tolerance, objective=objective, allow_deepsparse=allow, int8=int8,
                                    sample=sample, params=params, step=step, dry_run=dry_run)
     if dry_run:
-        from chiml.errors import NotSupportedError
-
         raise NotSupportedError("--dry-run is for cluster profiles: on the local profile nothing is created")
     say = step or (lambda _message: None)
-    tracking_uri = platform.tracking_uri
+    tracking_uri = mlflow_client.connect(platform).tracking_uri  # credentials exported for the downloads
     home = Path(platform.home)
     (home / "optimize").mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=home / "optimize"))
-    with quiet_mlflow():
+    with mlflow_client.quiet():
         try:
             say(f"resolving {model_uri}")
             source = resolve_source(tracking_uri, model_uri, workdir, Path(sample) if sample else None)
@@ -264,7 +266,7 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
             if target != "auto":
                 missing = [c for c in planned if c.name == target and c.unavailable]
                 if missing:
-                    raise ChimlError(f"{target} is unavailable here: {missing[0].unavailable}")
+                    raise NotSupportedError(f"{target} is unavailable here: {missing[0].unavailable}")
             measured = measure(
                 flavor=source.flavor, model_dir=source.local_dir, inputs=source.inputs, sample=source.sample,
                 workdir=workdir, candidates=planned, settings=settings, tolerance=tolerance, objective=objective,
@@ -273,7 +275,7 @@ def optimize(platform: Any, model_uri: str, target: str = "auto", *, objective: 
                 step=say)
             report = measured.report
             say("recording the optimization in MLflow")
-            client = mlflow_client(tracking_uri)
+            client = mlflow_client.client(tracking_uri)
             params.update(threads=settings.threads, **source_params(source, measured.exported))
             tracking.log_report(client, report, workdir, measured.exported.path, measured.artifact_dirs,
                                 measured.inputs_npz or workdir / "gate-inputs.npz", params, measured.triton_dir)

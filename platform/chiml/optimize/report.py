@@ -1,11 +1,9 @@
-"""The optimization report: one row per runtime tried, the choice, and how it is shown."""
+"""The optimization report: one row per runtime tried, and the choice (the CLI renders it)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from rich.table import Table
 
 OK, REJECTED, UNAVAILABLE = "ok", "rejected", "unavailable"
 BASELINE_STATUS = "baseline"
@@ -58,16 +56,12 @@ class OptimizeReport:
         data["rows"] = [row.to_json() for row in self.rows]
         return data
 
-    def table(self) -> Table:
-        table = Table(title=f"{self.model_uri} (v{self.model_version}) · objective: {self.objective} · "
-                            f"{self.threads} thread(s)")
-        table.add_column("runtime")
-        table.add_column("status")
-        for batch in self.batches:
-            table.add_column(f"p50/p99 b{batch} (ms)", justify="right")
-        table.add_column("throughput (/s)", justify="right")
-        table.add_column("speedup", justify="right")
-        table.add_column("gate / reason", overflow="fold")
+    def table_rows(self) -> tuple[str, list[str], list[list[str]]]:
+        """(title, columns, rows) of the report as `chiml optimize` shows it (cells may hold rich markup)."""
+        title = f"{self.model_uri} (v{self.model_version}) · objective: {self.objective} · {self.threads} thread(s)"
+        columns = ["runtime", "status", *(f"p50/p99 b{batch} (ms)" for batch in self.batches),
+                   "throughput (/s)", "speedup", "gate / reason"]
+        rows = []
         for row in self.rows:
             name = f"[bold green]{row.name} ✔[/]" if row.name == self.chosen else row.name
             status = {"ok": "[green]ok[/]", "rejected": "[red]rejected[/]",
@@ -78,8 +72,8 @@ class OptimizeReport:
             detail = row.reason
             if row.gate and not detail:
                 detail = _gate_text(row.gate)
-            table.add_row(name, status, *cells, throughput, speedup, detail)
-        return table
+            rows.append([name, status, *cells, throughput, speedup, detail])
+        return title, columns, rows
 
 
 def _gate_text(gate: dict[str, Any]) -> str:

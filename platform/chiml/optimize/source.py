@@ -3,38 +3,16 @@ held-out inputs (the input example logged with it, or a sample the user gives)."
 
 from __future__ import annotations
 
-import re
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from chiml.environ import scoped_environ
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError, NotSupportedError
+from chiml.lifecycle.mlflow_client import ModelURI, client, resolve_model_version
 
 SUPPORTED_FLAVORS = ("pytorch", "sklearn")
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """``models:/name@alias`` or ``models:/name/3``."""
-
-    name: str
-    version: str | None = None
-    alias: str | None = None
-
-    @classmethod
-    def parse(cls, uri: str) -> ModelRef:
-        match = _URI.match(uri.strip())
-        if match is None:
-            raise ChimlError(f"{uri!r} is not a registered model URI",
-                             hint="use models:/NAME@ALIAS or models:/NAME/VERSION")
-        return cls(match["name"], match["version"], match["alias"])
-
-
 @dataclass
 class InputSpec:
     name: str
@@ -63,32 +41,6 @@ class SourceModel:
         return f"models:/{self.name}/{self.version}"
 
 
-def quiet_mlflow() -> AbstractContextManager[None]:
-    """No run URLs on stdout (they would corrupt `--json`) and no download progress bars."""
-    return scoped_environ(
-        {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    )
-
-
-def mlflow_client(tracking_uri: str) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def get_version(client: Any, ref: ModelRef) -> Any:
-    """The ModelVersion an URI names (a clear error when it does not exist)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if ref.alias is not None:
-            return client.get_model_version_by_alias(ref.name, ref.alias)
-        return client.get_model_version(ref.name, ref.version)
-    except MlflowException as err:
-        what = f"@{ref.alias}" if ref.alias else f"version {ref.version}"
-        raise ChimlError(f"registered model {ref.name!r} {what} not found: {err.message.splitlines()[0]}") from None
-
-
 def _schema_inputs(signature: Any) -> list[InputSpec]:
     schema = signature.inputs
     if schema.is_tensor_spec():
@@ -100,9 +52,8 @@ def _schema_inputs(signature: Any) -> list[InputSpec]:
                 shape[0] = -1  # the batch axis is always dynamic
             specs.append(InputSpec(name, np.dtype(item.type).name, shape))
         return specs
-    columns = [item.name for item in schema.inputs]
-    if any(name is None for name in columns):
-        columns = None
+    names = [item.name for item in schema.inputs]
+    columns: list[str] | None = None if any(name is None for name in names) else names
     # column signatures are fed to the compiled model as one float32 matrix
     return [InputSpec("input", "float32", [-1, len(schema.inputs)], columns=columns)]
 
@@ -125,7 +76,7 @@ def _as_arrays(value: Any, inputs: list[InputSpec]) -> dict[str, np.ndarray]:
 def load_sample_file(path: Path, inputs: list[InputSpec] | None) -> dict[str, np.ndarray]:
     """A user's held-out inputs: .npy (one input), .npz (named inputs) or .csv (one matrix)."""
     if not path.is_file():
-        raise ChimlError(f"sample file not found: {path}")
+        raise InvalidInputError(f"sample file not found: {path}")
     first = inputs[0].name if inputs else "input"
     try:
         if path.suffix == ".npy":
@@ -141,8 +92,8 @@ def load_sample_file(path: Path, inputs: list[InputSpec] | None) -> dict[str, np
 
             return {first: pd.read_csv(path).to_numpy()}
     except (OSError, ValueError) as err:
-        raise ChimlError(f"cannot read sample {path}: {err}") from None
-    raise ChimlError(f"sample {path} must be .npy, .npz or .csv")
+        raise InvalidInputError(f"cannot read sample {path}: {err}") from None
+    raise InvalidInputError(f"sample {path} must be .npy, .npz or .csv")
 
 
 def finish_sample(sample: dict[str, np.ndarray], inputs: list[InputSpec], origin: str) -> dict[str, np.ndarray]:
@@ -150,17 +101,17 @@ def finish_sample(sample: dict[str, np.ndarray], inputs: list[InputSpec], origin
     out: dict[str, np.ndarray] = {}
     for spec in inputs:
         if spec.name not in sample:
-            raise ChimlError(f"{origin} has no input {spec.name!r} (it has {sorted(sample)})")
+            raise InvalidInputError(f"{origin} has no input {spec.name!r} (it has {sorted(sample)})")
         try:
             array = np.asarray(sample[spec.name], dtype=spec.dtype)
         except (TypeError, ValueError) as err:
-            raise ChimlError(f"{origin}: input {spec.name!r} is not {spec.dtype}: {err}") from None
+            raise InvalidInputError(f"{origin}: input {spec.name!r} is not {spec.dtype}: {err}") from None
         if array.ndim == len(spec.shape) - 1:
             array = array[None, ...]
         if array.ndim != len(spec.shape) or any(e not in (-1, a) for e, a in zip(spec.shape, array.shape,
                                                                                     strict=True)):
-            raise ChimlError(f"{origin}: input {spec.name!r} has shape {list(array.shape)}, "
-                             f"the signature says {spec.shape}")
+            raise InvalidInputError(f"{origin}: input {spec.name!r} has shape {list(array.shape)}, "
+                                    f"the signature says {spec.shape}")
         out[spec.name] = np.ascontiguousarray(array)
     return out
 
@@ -170,16 +121,16 @@ def resolve_source(tracking_uri: str, model_uri: str, workdir: Path, sample_path
     import mlflow
     from mlflow.models import Model
 
-    ref = ModelRef.parse(model_uri)
-    client = mlflow_client(tracking_uri)
-    version = get_version(client, ref)
+    ref = ModelURI.parse(model_uri)
+    mlflow_client = client(tracking_uri)
+    version = resolve_model_version(mlflow_client, ref)
     local_dir = workdir / "source"
     local_dir.mkdir(parents=True, exist_ok=True)
     pinned = f"models:/{ref.name}/{version.version}"
     try:
         # the version's storage location, not the models:/ URI: that one would be resolved
         # against mlflow's process-global registry URI rather than this platform's
-        location = client.get_model_version_download_uri(ref.name, version.version)
+        location = mlflow_client.get_model_version_download_uri(ref.name, version.version)
         path = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(local_dir),
                                                         tracking_uri=tracking_uri))
     except Exception as err:
@@ -188,7 +139,9 @@ def resolve_source(tracking_uri: str, model_uri: str, workdir: Path, sample_path
     flavor = next((name for name in SUPPORTED_FLAVORS if name in mlmodel.flavors), None)
     if flavor is None:
         flavors = ", ".join(sorted(k for k in mlmodel.flavors if k != "python_function")) or "pyfunc only"
-        raise ChimlError(f"{model_uri} is a {flavors} model: chiml optimize handles PyTorch and scikit-learn models")
+        raise NotSupportedError(
+            f"{model_uri} is a {flavors} model: chiml optimize handles PyTorch and scikit-learn models"
+        )
 
     if mlmodel.signature is not None:
         inputs = _schema_inputs(mlmodel.signature)
@@ -197,16 +150,16 @@ def resolve_source(tracking_uri: str, model_uri: str, workdir: Path, sample_path
         inputs = [InputSpec(name, np.asarray(a).dtype.name if np.asarray(a).dtype.kind == "f" else "float32",
                             [-1, *np.asarray(a).shape[1:]]) for name, a in raw.items()]
     else:
-        raise ChimlError(f"{model_uri} has no signature: chiml cannot know its input shapes",
-                         hint="log the model with a signature (or input_example), or pass --sample FILE")
+        raise InvalidInputError(f"{model_uri} has no signature: chiml cannot know its input shapes",
+                                hint="log the model with a signature (or input_example), or pass --sample FILE")
 
     if sample_path is not None:
         sample, origin = load_sample_file(sample_path, inputs), f"sample {sample_path}"
     else:
         example = mlmodel.load_input_example(str(path)) if mlmodel.saved_input_example_info else None
         if example is None:
-            raise ChimlError(f"{model_uri} has no input example to check the compiled model against",
-                             hint="log the model with input_example=..., or pass --sample FILE (.npy/.npz/.csv)")
+            raise InvalidInputError(f"{model_uri} has no input example to check the compiled model against",
+                                    hint="log the model with input_example=..., or pass --sample FILE (.npy/.npz/.csv)")
         sample, origin = _as_arrays(example, inputs), "the model's input example"
     sample = finish_sample(sample, inputs, origin)
     return SourceModel(uri=model_uri, name=ref.name, version=str(version.version), run_id=version.run_id,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chiml_serving.runtimes.spec import RuntimeSpec, TensorSpec
+from chiml_contract.artifact import RuntimeSpec
+from chiml_contract.tensors import TensorSpec
 
 # numpy dtype name -> Triton data type
 TRITON_TYPES: dict[str, str] = {

@@ -1,28 +1,29 @@
 """The chameleon profile: lease + Terraform + k3s on Chameleon Cloud, then the Helm layer.
 
 The infrastructure work lives in :mod:`chiml.chameleon`; this class maps it onto the generic
-profile contract (`up`/`down`/`status`/`smoke_args`) and hands the ready cluster to the Helm
+profile contract (`plan`/`up`/`down`/`status`/`smoke_args`) and hands the ready cluster to the Helm
 layer (:func:`chiml.kube.installer.install_platform`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chiml.chameleon.auth import check_credentials
-from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependencies, console, format_plan
+from chiml.chameleon.deployment import STATE_KEY, ChameleonDeployment, Dependencies, plan_sections
 from chiml.chameleon.lease import LeaseInfo
 from chiml.cluster import ClusterDescription, NodeInfo
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
+from chiml.kube.installer import describe_plan, install_platform, plan_platform
 from chiml.paths import repo_root
-from chiml.profiles.base import Profile, ServiceStatus
+from chiml.profiles.base import Confirm, Profile, ServiceStatus, SmokeRun, UpPlan
+from chiml.progress import Progress, silent
 
-# Where the Helm layer records the URLs of the services it installed (state key `kubernetes`).
-_URL_KEYS = {"tracking_uri": "MLflow", "optuna_storage": "Optuna storage", "tensorboard_logdir": "TensorBoard"}
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from chiml.kube.endpoints import KServeEndpoints
+from chiml.profiles.kubernetes import KubernetesProfile
 
 
 class ChameleonProfile(Profile):
@@ -35,20 +36,24 @@ class ChameleonProfile(Profile):
         self.deployment = ChameleonDeployment(loaded, deps)
 
     # ------------------------------------------------------------------ lifecycle
-    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
-        if dry_run:
-            # Print only: no credentials, no network, no state written.
-            plan = self.deployment.plan()
-            print(format_plan(plan))
-            self._install_platform(self._planned_cluster(plan), dry_run=True, progress=progress)
-            return []
+    def plan(self) -> UpPlan:
+        # No credentials, no network, no state written.
+        plan = self.deployment.plan()
+        helm = plan_platform(self.loaded, self._planned_cluster(plan))
+        names = [p.name for p in helm.releases]
+        plan["steps"].append(f"helm: install {len(names)} releases on the k3s cluster, in order: {', '.join(names)}")
+        releases = describe_plan(helm)
+        releases.title = f"Then the Helm layer, on that cluster: {releases.title}"
+        return UpPlan(self.name, [*plan_sections(plan), releases])
+
+    def up(self, progress: Progress = silent) -> list[ServiceStatus]:
         cluster = self.deployment.up(progress=progress)
-        self._install_platform(cluster, dry_run=False, progress=progress)
+        install_platform(self.loaded, cluster, progress=progress)
         return self.status()
 
     def _planned_cluster(self, plan: dict[str, Any]) -> ClusterDescription:
         """The cluster `up` would hand the Helm layer, with placeholders for what the lease decides."""
-        nodes = [NodeInfo(name=name, gpu="-gpu-" in name, labels={}) for name in plan["nodes"]]
+        nodes = [NodeInfo(name=name, gpu=name in plan["gpu_nodes"], labels={}) for name in plan["nodes"]]
         return ClusterDescription(
             kubeconfig=str(self.deployment.kubeconfig_path),
             api_endpoint="https://<floating IP>:6443",
@@ -57,45 +62,25 @@ class ChameleonProfile(Profile):
             ingress_base_url="http://floating-ip.nip.io",
         )
 
-    def _install_platform(self, cluster: ClusterDescription, dry_run: bool, progress: Progress | None) -> None:
-        try:
-            from chiml.kube.installer import install_platform
-        except ImportError:
-            what = (
-                "it would install the platform next"
-                if dry_run
-                else f"the cluster is ready (kubeconfig {cluster.kubeconfig}) but no platform services were installed"
-            )
-            console.print(f"[yellow]note:[/] the Helm layer (chiml.kube) is not in this checkout: {what}")
-            return
-        if dry_run:
-            print("\nThen the Helm layer, on that cluster:")
-        install_platform(self.loaded, cluster, dry_run=dry_run, progress=progress)
-
-    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
-        self.deployment.down(yes=yes, progress=progress)
+    def down(self, yes: bool = False, progress: Progress = silent, confirm: Confirm | None = None) -> None:
+        self.deployment.down(yes=yes, progress=progress, confirm=confirm)
 
     def status(self) -> list[ServiceStatus]:
         st = self.state.get(STATE_KEY) or {}
         if not st:
             return [ServiceStatus("chameleon", None, False, "not up (no deployment in this CHIML_HOME)")]
         statuses = [self._lease_status(st), self._api_status(st)]
-        kube = self._kube()
-        if kube is not None and self.state.get("kubernetes") and st.get("cluster"):
+        if self.state.get("kubernetes") and st.get("cluster"):
             try:  # the platform services on the cluster, as the kubernetes profile sees them
-                statuses += kube.status()
+                statuses += self._kube().status()
             except Exception as err:  # status never raises
                 message = err.message if isinstance(err, ChimlError) else str(err)
                 statuses.append(ServiceStatus("platform", None, False, f"cannot query the cluster: {message}"))
         return statuses
 
-    def _kube(self) -> Any:
+    def _kube(self) -> KubernetesProfile:
         """The kubernetes profile on the same CHIML_HOME: it finds the cluster through the kubeconfig
-        the Helm layer recorded, which is ours. None when that layer is not in this checkout."""
-        try:
-            from chiml.profiles.kubernetes import KubernetesProfile
-        except ImportError:
-            return None
+        the Helm layer recorded, which is ours."""
         return KubernetesProfile(self.loaded)
 
     def _lease_status(self, st: dict[str, Any]) -> ServiceStatus:
@@ -113,8 +98,6 @@ class ChameleonProfile(Profile):
         status, end = found
         info = LeaseInfo(id=lease["id"], name=lease.get("name", ""), status=status, end=end)
         warning = info.expiry_warning()
-        if warning:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         detail = f"{status}, ends {end}" + (f" - {warning}" if warning else "")
         return ServiceStatus("lease", None, status == "ACTIVE", detail, extra={"id": lease["id"], "end": end})
 
@@ -137,41 +120,25 @@ class ChameleonProfile(Profile):
         return ServiceStatus("k3s", url, reachable, detail)
 
     # ------------------------------------------------------------------ where services are
-    def _url(self, key: str) -> str:
-        """The kubernetes profile's answer (same Helm layer, same cluster) or the URL it recorded."""
-        kube = self._kube()
-        if kube is not None:
-            return str(getattr(kube, key)())
-        value = (self.state.get("kubernetes") or {}).get(key)
-        if not value:
-            raise ChimlError(
-                f"platform not up: no {_URL_KEYS[key]} URL recorded",
-                hint="run `chiml up` (the Helm layer records the service URLs)",
-            )
-        return str(value)
-
+    # The Helm layer on the k3s cluster answers, as it does for the kubernetes profile.
     def tracking_uri(self) -> str:
-        return self._url("tracking_uri")
+        return self._kube().tracking_uri()
 
     def optuna_storage(self) -> str:
-        return self._url("optuna_storage")
+        return self._kube().optuna_storage()
 
     def tensorboard_logdir(self) -> str:
-        return self._url("tensorboard_logdir")
+        return self._kube().tensorboard_logdir()
 
-    def endpoints(self) -> Any:
+    def endpoints(self, connect: bool = True) -> KServeEndpoints:
         """KServe endpoints on the k3s cluster (the kubernetes profile's backend)."""
-        kube = self._kube()
-        if kube is None:
-            raise ChimlError("endpoints need the Helm layer (chiml.kube), which is not in this checkout")
-        return kube.endpoints()
+        return self._kube().endpoints(connect=connect)
 
     def secrets(self) -> dict[str, str]:
         """Generated platform credentials (`chiml status --show-secrets`)."""
-        kube = self._kube()
-        return kube.secrets() if kube is not None and self.state.get("kubernetes") else {}
+        return self._kube().secrets() if self.state.get("kubernetes") else {}
 
-    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+    def smoke_args(self) -> SmokeRun:
         """The node checks (SSH backend of testinfra) against the hosts in state."""
         st = self.state.get(STATE_KEY) or {}
         outputs = st.get("outputs") or {}
@@ -179,11 +146,11 @@ class ChameleonProfile(Profile):
             raise ChimlError("no Chameleon nodes recorded", hint="run `chiml up` first")
         root = repo_root()
         if root is None:
-            raise ChimlError("smoke_tests/ not found: run from a chiml source checkout")
+            raise NotSupportedError("smoke_tests/ not found: run from a chiml source checkout")
         nodes = [{"name": outputs["server"]["name"], "role": "server", "gpu": False}]
         nodes += [{"name": a["name"], "role": "agent", "gpu": bool(a.get("gpu"))} for a in outputs.get("agents", [])]
         hosts = ",".join(f"ssh://{n['name']}" for n in nodes)
         ssh_config = self.deployment.ssh_config_path
         args = [str(root / "smoke_tests" / "nodes"), f"--hosts={hosts}", f"--ssh-config={ssh_config}"]
         env = {"CHIML_SMOKE_NODES": json.dumps(nodes)}
-        return args, env
+        return SmokeRun(args, env)

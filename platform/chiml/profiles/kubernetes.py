@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from chiml.cluster import ClusterDescription
 from chiml.config import LoadedConfig
-from chiml.errors import ChimlError
-from chiml.profiles.base import Profile, ServiceStatus
+from chiml.errors import ChimlError, InvalidInputError, NotSupportedError
+from chiml.profiles.base import Confirm, Profile, ServiceStatus, SmokeRun, UpPlan
+from chiml.progress import Progress, silent
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from chiml.kube.endpoints import KServeEndpoints
+    from chiml.kube.kubeapi import KubeApi
 
 # service -> (release, namespace ("" = platform namespace), pod selector, ingress host prefix)
 SERVICES: list[tuple[str, str, str, str, str | None]] = [
@@ -34,11 +33,10 @@ class KubernetesProfile(Profile):
     def __init__(self, loaded: LoadedConfig) -> None:
         super().__init__(loaded)
         self.kcfg = loaded.config.kubernetes
-        self._api: Any = None
-        self._console = Console()
+        self._api: KubeApi | None = None
 
     # ----------------------------------------------------------------- plumbing
-    def api(self) -> Any:
+    def api(self) -> KubeApi:
         """The Kubernetes API (connected on first use: dry runs never connect)."""
         if self._api is None:
             from chiml.kube.kubeapi import KubeApi
@@ -71,29 +69,29 @@ class KubernetesProfile(Profile):
         )
 
     # ----------------------------------------------------------------- lifecycle
-    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
+    def plan(self) -> UpPlan:
+        from chiml.kube.installer import describe_plan, plan_platform
+
+        # no network at all: the plan comes from releases.yaml and the values files
+        return UpPlan(self.name, [describe_plan(plan_platform(self.loaded, self._offline_cluster(), gpu=True))])
+
+    def up(self, progress: Progress = silent) -> list[ServiceStatus]:
+        from chiml.kube.discovery import describe_cluster
         from chiml.kube.installer import install_platform
 
-        if dry_run:
-            # no network at all: the plan comes from releases.yaml and the values files
-            install_platform(self.loaded, self._offline_cluster(), dry_run=True, console=self._console, assume_gpu=True)
-            return []
-        from chiml.kube.discovery import describe_cluster
-
-        if progress:
-            progress("reading the cluster (nodes, GPUs, storage classes)")
+        progress("reading the cluster (nodes, GPUs, storage classes)")
         cluster = describe_cluster(self.api(), self.kcfg)
-        install_platform(self.loaded, cluster, console=self._console, api=self.api(), progress=progress)
+        install_platform(self.loaded, cluster, api=self.api(), progress=progress)
         return self.status()
 
-    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
+    def down(self, yes: bool = False, progress: Progress = silent, confirm: Confirm | None = None) -> None:
         from chiml.kube.installer import uninstall_platform
 
         recorded = self._recorded()
         if not recorded.get("releases"):
             return
         cluster = ClusterDescription.from_json(recorded["cluster"])
-        uninstall_platform(self.loaded, cluster, console=self._console, progress=progress)
+        uninstall_platform(self.loaded, cluster, progress=progress)
 
     # ----------------------------------------------------------------- status
     def _url(self, prefix: str | None) -> str | None:
@@ -137,26 +135,27 @@ class KubernetesProfile(Profile):
 
     # ----------------------------------------------------------------- where things are
     def tracking_uri(self) -> str:
-        """MLflow behind the ingress; its basic-auth credentials go to MLflow's env variables."""
-        recorded = self._require_installed()
-        if not os.environ.get("MLFLOW_TRACKING_USERNAME"):
-            from chiml.kube.secrets import UI_AUTH_SECRET
-
-            secret = self.api().read_secret(recorded.get("namespace", self.kcfg.namespace), UI_AUTH_SECRET) or {}
-            if secret:
-                # MLflow's client sends these as HTTP basic auth on every request
-                os.environ["MLFLOW_TRACKING_USERNAME"] = secret.get("username", "")
-                os.environ["MLFLOW_TRACKING_PASSWORD"] = secret.get("password", "")
+        """MLflow behind the ingress (its basic-auth credentials: :meth:`tracking_credentials`)."""
+        self._require_installed()
         url = self._url("mlflow")
         if url is None:
-            raise ChimlError("no ingress domain recorded for MLflow", hint="set kubernetes.ingress_base_url")
+            raise InvalidInputError("no ingress domain recorded for MLflow", hint="set kubernetes.ingress_base_url")
         return url
+
+    def tracking_credentials(self) -> dict[str, str]:
+        """The ingress's basic-auth credentials, as MLflow's client reads them from the environment."""
+        from chiml.kube.secrets import UI_AUTH_SECRET
+
+        recorded = self._require_installed()
+        secret = self.api().read_secret(recorded.get("namespace", self.kcfg.namespace), UI_AUTH_SECRET) or {}
+        if not secret:
+            return {}
+        return {"MLFLOW_TRACKING_USERNAME": secret.get("username", ""),
+                "MLFLOW_TRACKING_PASSWORD": secret.get("password", "")}
 
     def optuna_storage(self) -> str:
         """Refused: the Optuna database is a Service inside the cluster, which this machine cannot reach
         (and must not be handed). Tuning workers run there and get it from the Helm layer."""
-        from chiml.errors import NotSupportedError
-
         recorded = self._require_installed()
         dashboard = self._url("optuna")
         raise NotSupportedError(
@@ -173,45 +172,57 @@ class KubernetesProfile(Profile):
         recorded = self._recorded()
         return tensorboard_logs(helm_dir(self.loaded), recorded.get("namespace", self.kcfg.namespace)).uri
 
-    def endpoints(self) -> Any:
-        from chiml.kube.endpoints import KServeEndpoints
+    def endpoints(self, connect: bool = True) -> KServeEndpoints:
+        """KServe endpoints; ``connect=False`` builds manifests only (``deploy --dry-run``)."""
+        from chiml.kube.endpoints import KServeEndpoints, OptimizedArtifact
 
-        recorded = self._require_installed()
         serving = self.config.serving
+        defaults: dict[str, Any] = {"default_runtime": serving.runtime, "default_replicas": serving.replicas,
+                    "default_workers": serving.workers}
+        if not connect:
+            recorded = self._recorded()
+            return KServeEndpoints(
+                None, recorded.get("namespace", self.kcfg.namespace),
+                ingress_scheme=recorded.get("ingress_scheme", "http"),
+                ingress_domain=recorded.get("ingress_domain", "chiml.local"), **defaults,
+            )  # fmt: skip
+        recorded = self._require_installed()
 
         def resolve(uri: str) -> str:
             # models:/ and runs:/ -> the artifact location MLflow recorded (mlflow-artifacts:/...)
-            import mlflow
+            from chiml.lifecycle import mlflow_client
 
-            mlflow.set_tracking_uri(self.tracking_uri())
-            if uri.startswith("models:/"):
-                from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+            client = mlflow_client.connect_to(self.tracking_uri(), self.tracking_credentials())
+            return mlflow_client.artifact_location(client, uri)
 
-                return ModelsArtifactRepository.get_underlying_uri(uri)
-            from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+        def optimized(uri: str, runtime: str) -> OptimizedArtifact:
+            # what `chiml optimize` compiled for that version (the decision, for `auto`)
+            from chiml.lifecycle import mlflow_client
+            from chiml.optimize.artifacts import compiled_artifact
 
-            return RunsArtifactRepository.get_underlying_uri(uri)
+            client = mlflow_client.connect_to(self.tracking_uri(), self.tracking_credentials())
+            serving_runtime, artifact_uri, candidate = compiled_artifact(client, uri, runtime)
+            return OptimizedArtifact(serving_runtime, artifact_uri, candidate)
 
         return KServeEndpoints(
             self.api(),
             recorded.get("namespace", self.kcfg.namespace),
             ingress_scheme=recorded.get("ingress_scheme", "http"),
             ingress_domain=recorded.get("ingress_domain", "chiml.local"),
-            default_runtime=serving.runtime,
-            default_replicas=serving.replicas,
-            default_workers=serving.workers,
             resolve_uri=resolve,
+            resolve_optimized=optimized,
+            **defaults,
         )
 
-    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+    def smoke_args(self) -> SmokeRun:
         from chiml.paths import repo_root
 
         recorded = self._require_installed()
         root = repo_root()
         if root is None:
-            raise ChimlError("the kube smoke tests live in the source checkout (smoke_tests/kube)")
+            raise NotSupportedError("the kube smoke tests live in the source checkout (smoke_tests/kube)")
         env = {
             "CHIML_KUBE_NAMESPACE": recorded.get("namespace", self.kcfg.namespace),
             "KUBECONFIG": recorded.get("kubeconfig", ""),
         }
-        return [str(root / "smoke_tests" / "kube")], env
+        return SmokeRun([str(root / "smoke_tests" / "kube")], env)

@@ -3,54 +3,31 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-import psutil
-
-from chiml.errors import ChimlError
+from chiml.config import LoadedConfig
+from chiml.errors import ChimlError, NotFoundError, NotSupportedError, UnreachableError
 from chiml.local import jupyterlab
 from chiml.local.layout import HomeLayout
-from chiml.local.postgres import ManagedPostgres, libpq_url
+from chiml.local.ports import port_is_free, port_owner
+from chiml.local.postgres import SUPERUSER, ManagedPostgres, libpq_url
 from chiml.local.services import LocalService, build_services, database_urls, write_optuna_dashboard_config
 from chiml.local.supervisor import Supervisor
-from chiml.profiles.base import Profile, ServiceStatus
+from chiml.profiles.base import Confirm, PlanSection, Profile, ServiceStatus, SmokeRun, UpPlan
+from chiml.progress import Progress, silent
 
-Progress = Callable[[str], None]
-
-
-def _port_owner(port: int) -> str:
-    """Who listens on a port, for the error message (best effort: may need privileges)."""
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-                proc = psutil.Process(conn.pid)
-                return f" by {proc.name()} (pid {conn.pid})"
-    except (psutil.Error, OSError):
-        pass
-    return ""
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR as the servers use it: a listener blocks the bind, TIME_WAIT leftovers don't.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
+if TYPE_CHECKING:
+    from chiml.serving.local import LocalEndpoints
 
 class LocalProfile(Profile):
     """Local processes under supervisord."""
 
     name = "local"
 
-    def __init__(self, loaded: Any) -> None:
+    def __init__(self, loaded: LoadedConfig) -> None:
         super().__init__(loaded)
         self.layout = HomeLayout(self.home)
         self.supervisor = Supervisor(self.home)
@@ -68,11 +45,11 @@ class LocalProfile(Profile):
             if not port_is_free(service.port):
                 key = "postgresql" if service.name == "postgresql" else service.name
                 raise ChimlError(
-                    f"port {service.port} for {service.title} is already in use{_port_owner(service.port)}",
+                    f"port {service.port} for {service.title} is already in use{port_owner(service.port)}",
                     hint=f"stop that process or set local.ports.{key} in chiml.yaml",
                 )
 
-    def _wait_healthy(self, services: list[LocalService], timeout: float, progress: Progress | None) -> None:
+    def _wait_healthy(self, services: list[LocalService], timeout: float, progress: Progress) -> None:
         deadline = time.monotonic() + timeout
         wall_start = int(time.time()) - 1
         pending = {service.name: service for service in services}
@@ -83,8 +60,7 @@ class LocalProfile(Profile):
                 last_detail[name] = detail
                 if ok:
                     del pending[name]
-                    if progress:
-                        progress(f"{service.title} is healthy")
+                    progress(f"{service.title} is healthy")
                     continue
                 info = self.supervisor.program_info(name)
                 if info and info.get("statename") == "FATAL":
@@ -111,28 +87,28 @@ class LocalProfile(Profile):
         return ChimlError(f"{service.title} failed its health check: {why}", hint=hint)
 
     # ----------------------------------------------------------------- up / down
-    def up(self, dry_run: bool = False, progress: Progress | None = None) -> list[ServiceStatus]:
-        services = self.services()
-        if dry_run:
-            if progress:
-                for service in services:
-                    progress(f"would run {service.title} on {service.url}: {' '.join(service.program.command)}")
-            return [ServiceStatus(s.name, s.url, False, "dry run") for s in services]
+    def plan(self) -> UpPlan:
+        rows = [[s.title, s.url, " ".join(s.program.command)] for s in self.services()]
+        section = PlanSection("services `chiml up` would run (supervised processes on 127.0.0.1)",
+                              columns=["service", "url", "command"], rows=rows)
+        return UpPlan(self.name, [section])
 
+    def up(self, progress: Progress = silent) -> list[ServiceStatus]:
+        services = self.services()
         started_supervisor = False
         self.state.load()  # a corrupt state file stops us before anything starts
         self.layout.create()
         if not self.supervisor.is_running():
             # A supervisord that was killed leaves its programs holding their ports.
             reaped = self.supervisor.reap_orphans()
-            if reaped and progress:
+            if reaped:
                 progress(f"stopped {reaped} process(es) left running by a supervisord that died")
         self._check_ports(services)
         try:
             local = self.config.local
             if local.database == "postgresql" and not local.postgresql.url:
                 pg = ManagedPostgres(self.loaded)
-                if not pg.initialized() and progress:
+                if not pg.initialized():
                     progress("initialising PostgreSQL cluster")
                 pg.init()
             write_optuna_dashboard_config(self.loaded)
@@ -150,8 +126,7 @@ class LocalProfile(Profile):
             for service in database:
                 self.supervisor.write_program(service.program)
             if not self.supervisor.is_running():
-                if progress:
-                    progress("starting supervisord")
+                progress("starting supervisord")
                 self.supervisor.start()
                 started_supervisor = True
             if database:
@@ -189,7 +164,9 @@ class LocalProfile(Profile):
         try:
             conn = psycopg2.connect(libpq_url(root), connect_timeout=5)
         except psycopg2.OperationalError as err:
-            raise ChimlError(f"cannot connect to local.postgresql.url: {str(err).strip().splitlines()[0]}") from None
+            raise UnreachableError(
+                f"cannot connect to local.postgresql.url: {str(err).strip().splitlines()[0]}"
+            ) from None
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
@@ -206,19 +183,14 @@ class LocalProfile(Profile):
 
         optuna.storages.RDBStorage(database_urls(self.loaded)[1]).engine.dispose()
 
-    def _wait_endpoints(self, progress: Progress | None) -> None:
+    def _wait_endpoints(self, progress: Progress) -> None:
         """Endpoints restored from state come up with supervisord; wait briefly for them."""
-        try:
-            backend = self.endpoints()
-        except (ChimlError, ImportError):
-            return
-        wait = getattr(backend, "wait_all_ready", None)
-        if wait is not None:
-            wait(progress=progress)
+        from chiml.serving.local import LocalEndpoints
 
-    def down(self, yes: bool = False, progress: Progress | None = None) -> None:
-        if progress:
-            progress("stopping services")
+        LocalEndpoints(self).wait_all_ready(progress=progress)
+
+    def down(self, yes: bool = False, progress: Progress = silent, confirm: Confirm | None = None) -> None:
+        progress("stopping services")
         self.supervisor.shutdown()
         with self.state.edit() as doc:
             if "local" in doc:
@@ -246,21 +218,28 @@ class LocalProfile(Profile):
                     pid=proc.get("pid") or None,
                 )
             )
-        return result
+        return result + self._endpoint_statuses()
 
-    def logs(self, service: str, lines: int = 100, follow: bool = False) -> None:
+    def _endpoint_statuses(self) -> list[ServiceStatus]:
+        """One line per model endpoint: its one URL (the front) and how many replicas serve."""
+        try:
+            rows = self.endpoints().health()
+        except (ChimlError, ImportError):
+            return []
+        return [ServiceStatus(f"endpoint {name}", url, ok, detail) for name, url, ok, detail in rows]
+
+    def logs(self, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
         path = self.supervisor.log_file(service)
         known = [s.name for s in self.services()] + ["supervisord"]
         if not path.exists():
             endpoints = sorted(p.stem for p in self.supervisor.logs.glob("*.log"))
-            raise ChimlError(f"no log for {service!r}", hint=f"known logs: {', '.join(endpoints or known)}")
+            raise NotFoundError(f"no log for {service!r}", hint=f"known logs: {', '.join(endpoints or known)}")
         with path.open("r", errors="replace") as handle:
-            tail = handle.readlines()[-lines:]
-            print("".join(tail), end="")
+            yield from handle.readlines()[-lines:]
             while follow:
                 line = handle.readline()
                 if line:
-                    print(line, end="", flush=True)
+                    yield line
                 else:
                     time.sleep(0.5)
 
@@ -269,7 +248,7 @@ class LocalProfile(Profile):
         recorded = (self.state.get("local") or {}).get("services", {}).get(name)
         if recorded:
             return recorded["url"]
-        port = getattr(self.config.local.ports, name)
+        port = self.config.local.ports.model_dump()[name]
         return f"http://127.0.0.1:{port}"
 
     def tracking_uri(self) -> str:
@@ -283,18 +262,27 @@ class LocalProfile(Profile):
         self.layout.tensorboard_logdir.mkdir(parents=True, exist_ok=True)
         return str(self.layout.tensorboard_logdir)
 
-    def endpoints(self) -> Any:
+    def secrets(self) -> dict[str, str]:
+        """Generated credentials, for `chiml status --show-secrets`: the managed PostgreSQL's login
+        (kept in CHIML_HOME/secrets/postgresql.json, owner-only); nothing for SQLite or an external URL."""
+        local = self.config.local
+        postgres = ManagedPostgres(self.loaded)
+        if local.database != "postgresql" or local.postgresql.url or not postgres.secret_file.exists():
+            return {}
+        return {"postgresql_username": SUPERUSER, "postgresql_password": postgres.password()}
+
+    def endpoints(self, connect: bool = True) -> LocalEndpoints:
         from chiml.serving.local import LocalEndpoints
 
         return LocalEndpoints(self)
 
-    def smoke_args(self) -> tuple[list[str], dict[str, str]]:
+    def smoke_args(self) -> SmokeRun:
         from chiml.paths import repo_root
 
         root = repo_root()
         if root is None:
-            raise ChimlError("the smoke suite ships with the source checkout; run `chiml smoke` from it")
+            raise NotSupportedError("the smoke suite ships with the source checkout; run `chiml smoke` from it")
         env = {"CHIML_HOME": str(self.home)}
         if self.loaded.path:
             env["CHIML_CONFIG"] = str(self.loaded.path)
-        return [str(root / "smoke_tests" / "local")], env
+        return SmokeRun([str(root / "smoke_tests" / "local")], env)

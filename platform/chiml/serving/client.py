@@ -19,21 +19,21 @@ Plain lists take the endpoint's declared datatype; the shape is the nested lists
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 import numpy as np
 
 from chiml.errors import ChimlError
+from chiml.serving.backend import EndpointBackend
+from chiml.sites import ServingSite
 
 _V2_NUMPY = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
 }  # fmt: skip
-_round_robin: dict[str, itertools.count[int]] = {}
 _metadata_cache: dict[tuple[str, str], dict[str, Any]] = {}
 
 
@@ -67,10 +67,9 @@ def _error_text(response: httpx.Response) -> str:
 Auth = tuple[str, str] | None
 
 
-def endpoint_auth(backend: Any) -> Auth:
+def endpoint_auth(backend: EndpointBackend) -> Auth:
     """Basic-auth credentials the backend's endpoints need (KServe behind the ingress), if any."""
-    auth = getattr(backend, "auth", None)
-    return auth() if auth is not None else None
+    return backend.auth()
 
 
 def _send(method: str, url: str, name: str, timeout: float, json: Any = None, auth: Auth = None) -> dict[str, Any]:
@@ -175,16 +174,29 @@ def decode_outputs(response: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- the SDK call
-def endpoint_url(backend: Any, name: str) -> str:
-    """Replica URLs in turn when the backend lists several (local profile), else its URL."""
-    urls_of = getattr(backend, "urls", None)
-    urls = urls_of(name) if urls_of is not None else [backend.url(name)]
-    counter = _round_robin.setdefault(name, itertools.count())
-    return urls[next(counter) % len(urls)]
+def endpoint_url(backend: EndpointBackend, name: str) -> str:
+    """The endpoint's one URL (local: its front, which spreads requests over the replicas)."""
+    return str(backend.url(name))
 
 
-def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = None) -> Any:
+def predict(platform: ServingSite, name: str, inputs: Any, *, timeout: float | None = None) -> Any:
     """Send ``inputs`` to endpoint ``name``; one array back, or a dict when there are several outputs."""
+    response = _exchange(platform, name, lambda metadata: build_request(inputs, metadata), timeout)
+    outputs = decode_outputs(response)
+    if len(outputs) == 1:
+        return next(iter(outputs.values()))
+    return outputs
+
+
+def infer(platform: ServingSite, name: str, request: Any, *, timeout: float | None = None) -> dict[str, Any]:
+    """Send a JSON request (any format :func:`request_from_json` accepts) to endpoint ``name``;
+    the V2 response body (what ``chiml predict`` shows)."""
+    return _exchange(platform, name, lambda metadata: request_from_json(request, metadata), timeout)
+
+
+def _exchange(
+    platform: ServingSite, name: str, body: Callable[[Mapping[str, Any]], dict[str, Any]], timeout: float | None
+) -> dict[str, Any]:
     if timeout is None:
         timeout = platform.config.serving.request_timeout_s
     backend = platform.endpoints
@@ -192,14 +204,10 @@ def predict(platform: Any, name: str, inputs: Any, *, timeout: float | None = No
     auth = endpoint_auth(backend)
     metadata = model_metadata(url, name, auth=auth)
     try:
-        response = infer_json(url, name, build_request(inputs, metadata), timeout=timeout, auth=auth)
+        return infer_json(url, name, body(metadata), timeout=timeout, auth=auth)
     except ChimlError:
         # The endpoint may have been redeployed with another model: retry once with fresh metadata.
         fresh = model_metadata(url, name, refresh=True, auth=auth)
         if fresh == metadata:
             raise
-        response = infer_json(url, name, build_request(inputs, fresh), timeout=timeout, auth=auth)
-    outputs = decode_outputs(response)
-    if len(outputs) == 1:
-        return next(iter(outputs.values()))
-    return outputs
+        return infer_json(url, name, body(fresh), timeout=timeout, auth=auth)

@@ -1,24 +1,26 @@
 """``ChimlModel``: the kserve.Model every chiml runtime subclasses.
 
 A runtime only knows how to load an artifact and run arrays through it. Everything a client
-can get wrong is handled here, once, for every runtime:
+can get wrong is handled once, for every runtime, in :mod:`chiml_serving.codec`: each input
+tensor is checked against the declared spec (name, datatype castable without loss, shape with
+``-1`` for dynamic dimensions) and becomes a numpy array; anything wrong raises kserve's
+``InvalidInput``, answered with HTTP 400 and ``{"error": "<message>"}`` naming the tensor.
 
-* V2 (Open Inference Protocol) requests arrive as ``InferRequest``; V1 requests as a dict with
-  ``instances`` (or ``inputs``). Both are checked against the declared input specs (tensor
-  name, datatype, shape with ``-1`` for dynamic dimensions) and turned into numpy arrays.
-  Anything wrong raises kserve's ``InvalidInput``, which kserve's REST server answers with
-  HTTP 400 and ``{"error": "<message>"}``: the message names the tensor and the problem.
-* Results (``dict[str, np.ndarray]``) are encoded as a V2 ``InferResponse`` (JSON data, not
-  the binary extension) or a V1 ``{"predictions": ...}``.
-* ``get_input_types``/``get_output_types`` give ``GET /v2/models/<name>`` the real names,
-  datatypes and shapes; :mod:`chiml_serving.server` reports ``runtime`` as the metadata's
-  ``platform``.
+Two ways in, one model:
+
+* chiml's REST server (:mod:`chiml_serving.app`) decodes bodies itself and calls
+  :meth:`ChimlModel.infer_arrays`;
+* kserve's machinery (the gRPC servicer, or kserve's own ``ModelServer`` if someone serves the
+  class with it) calls :meth:`ChimlModel.predict` with an ``InferRequest`` or a V1 dict.
+
+``get_input_types``/``get_output_types`` give ``GET /v2/models/<name>`` the real names,
+datatypes and shapes, and ``runtime`` is reported as the metadata's ``platform``.
 
 Subclasses implement :meth:`ChimlModel.load_artifact` (load, then set ``self.inputs`` and
 ``self.outputs``) and :meth:`ChimlModel.infer`. Objects that cannot be pickled (an
-onnxruntime session, a TensorRT engine) go in attributes listed in ``transient``: with
-``--workers N`` kserve pickles the loaded model into N spawned processes, so the base drops
-those attributes when pickled and loads the artifact again in each worker.
+onnxruntime session, a TensorRT engine) go in attributes listed in ``transient``: a model
+pickled into another process (kserve's ``--workers``) drops them and loads the artifact again
+there, in a background thread.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ import math
 import os
 import threading
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,62 +39,43 @@ import numpy as np
 from kserve import Model
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
+
+from chiml_contract import datatypes
+from chiml_contract.tensors import TensorSpec, shape_text
+from chiml_serving import codec
 
 log = logging.getLogger("chiml_serving")
 
-V2_DATATYPES = frozenset(
-    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"}
-)
+__all__ = ["ChimlModel", "TensorSpec", "datatype_of", "numpy_dtype"]
 
 
 def datatype_of(dtype: np.dtype[Any] | type) -> str:
     """The V2 datatype name of a numpy dtype (``BYTES`` for strings and objects)."""
-    name = from_np_dtype(np.dtype(dtype))
-    if name is None:
-        raise ValueError(f"numpy dtype {np.dtype(dtype)} has no V2 datatype")
-    return name
+    dtype = np.dtype(dtype)
+    if dtype.kind in "USO":
+        return "BYTES"
+    try:
+        return datatypes.from_numpy(dtype.name)
+    except datatypes.UnknownDatatype:
+        raise ValueError(f"numpy dtype {dtype} has no V2 datatype") from None
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
     """The numpy dtype of a V2 datatype name."""
-    dtype = to_np_dtype(datatype.upper())
-    if dtype is None:
-        raise ValueError(f"unknown V2 datatype {datatype!r}")
-    return np.dtype(dtype)
+    try:
+        return np.dtype(datatypes.get(datatype).numpy)
+    except datatypes.UnknownDatatype:
+        raise ValueError(f"unknown V2 datatype {datatype!r}") from None
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output tensor: name, V2 datatype and shape (``-1`` = any size)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if self.datatype not in V2_DATATYPES:
-            raise ValueError(f"tensor {self.name!r}: unknown V2 datatype {self.datatype!r}")
-        object.__setattr__(self, "shape", tuple(int(dim) for dim in self.shape))
-
-    def to_metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-    def shape_matches(self, shape: Sequence[int]) -> bool:
-        return len(shape) == len(self.shape) and all(
-            want == -1 or want == got for want, got in zip(self.shape, shape, strict=True)
-        )
-
-
-def _shape_text(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(dim) for dim in shape) + "]"
-
-
-class ChimlModel(Model):
+class ChimlModel(Model):  # type: ignore[misc]  # kserve ships no type information
     """Base of every chiml runtime (see the module docstring for the contract)."""
 
     #: Name reported as ``platform`` in ``GET /v2/models/<name>`` and used by the registry.
     runtime: ClassVar[str] = "base"
+    #: Rows are independent (row i of the output depends only on row i of the input), so
+    #: requests that arrive together may run as one batch (set by load_artifact).
+    batchable: bool = False
     #: Attributes holding unpicklable loaded state; rebuilt by :meth:`load` in each worker.
     transient: ClassVar[tuple[str, ...]] = ()
 
@@ -165,122 +147,65 @@ class ChimlModel(Model):
         return [spec.to_metadata() for spec in self.outputs]
 
     # ------------------------------------------------------------------ request handling
+    def infer_arrays(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validated input arrays -> output arrays (what every protocol path calls)."""
+        self._wait_loaded()
+        results = self.infer(arrays)
+        return {name: np.asarray(value) for name, value in results.items()}
+
     def predict(
         self,
         payload: InferRequest | dict[str, Any],
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse | dict[str, Any]:
-        # Synchronous on purpose: inference is CPU-bound and short, and kserve runs a sync
-        # predict inline, which saves a thread hop per request.
-        self._wait_loaded()
+        """kserve's entry point (gRPC, or kserve's own ModelServer): ``InferRequest`` or a V1 dict.
+
+        chiml's REST server (:mod:`chiml_serving.app`) decodes bodies itself and calls
+        :meth:`infer_arrays`; both paths apply the same checks (:mod:`chiml_serving.codec`).
+        """
         if isinstance(payload, InferRequest):
-            arrays = self.decode_v2(payload)
-            results = self._run(arrays)
-            return self.encode_v2(payload, results)
+            return self.encode_v2(payload, self.infer_arrays(self.decode_v2(payload)))
         if isinstance(payload, bytes | bytearray):
             # V1 bodies sent without Content-Type: application/json reach us undecoded.
-            try:
-                payload = json.loads(payload)
-            except ValueError as err:
-                raise InvalidInput(f"request body is not valid JSON: {err}") from None
+            payload = codec.loads(bytes(payload))
         if isinstance(payload, Mapping):
-            arrays = self.decode_v1(payload)
-            return self.encode_v1(self._run(arrays))
+            results = self.infer_arrays(codec.decode_v1(dict(payload), self.inputs, self.name))
+            return json.loads(codec.encode_v1(results))
         raise InvalidInput(f"unsupported request body of type {type(payload).__name__}")
 
-    def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.infer(arrays)
-        return {name: np.asarray(value) for name, value in results.items()}
-
-    def _spec(self, name: str) -> TensorSpec:
-        for spec in self.inputs:
-            if spec.name == name:
-                return spec
-        expected = ", ".join(repr(spec.name) for spec in self.inputs)
-        raise InvalidInput(f"unknown input tensor {name!r}: model {self.name!r} takes {expected}")
-
-    def check_array(self, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
-        """Shape check of an already converted input array."""
-        if not spec.shape_matches(array.shape):
-            raise InvalidInput(
-                f"input {spec.name!r}: shape {_shape_text(array.shape)} does not match the model's "
-                f"{_shape_text(spec.shape)} (-1 = any size)"
-            )
-        return array
-
     def decode_v2(self, request: InferRequest) -> dict[str, np.ndarray]:
-        """V2 inputs -> validated numpy arrays keyed by input name."""
+        """kserve's ``InferRequest`` -> validated numpy arrays keyed by input name."""
         arrays: dict[str, np.ndarray] = {}
+        specs = {spec.name: spec for spec in self.inputs}
         for item in request.inputs:
-            spec = self._spec(item.name)
+            spec = specs.get(item.name)
+            if spec is None:
+                expected = ", ".join(repr(name) for name in specs)
+                raise InvalidInput(f"unknown input tensor {item.name!r}: model {self.name!r} takes {expected}")
             if item.name in arrays:
                 raise InvalidInput(f"input {item.name!r} is given twice")
-            datatype = (item.datatype or "").upper()
-            if datatype != spec.datatype:
-                raise InvalidInput(
-                    f"input {item.name!r}: datatype {item.datatype} given, the model takes {spec.datatype}"
-                )
-            shape = list(item.shape or [])
-            if any(not isinstance(dim, int) or dim < 0 for dim in shape):
-                raise InvalidInput(f"input {item.name!r}: shape {shape} must be non-negative integers")
-            if not spec.shape_matches(shape):
-                raise InvalidInput(
-                    f"input {item.name!r}: shape {_shape_text(shape)} does not match the model's "
-                    f"{_shape_text(spec.shape)} (-1 = any size)"
-                )
+            datatype, shape = codec.check_header(spec, item.datatype, list(item.shape or []))
+            if isinstance(item.data, list):
+                arrays[item.name] = codec.array_from_json(spec, datatype, shape, item.data)
+                continue
             try:
                 array = item.as_numpy()
-            except InvalidInput:
-                raise
-            except (ValueError, TypeError) as err:
-                count = _count(item.data)
-                if count is not None and count != math.prod(shape):
-                    raise InvalidInput(
-                        f"input {item.name!r}: {count} values do not fill shape {_shape_text(shape)} "
-                        f"({math.prod(shape)} values)"
-                    ) from None
-                raise InvalidInput(f"input {item.name!r}: data is not {spec.datatype}: {err}") from None
-            arrays[item.name] = array
+            except (ValueError, TypeError, InvalidInput) as err:
+                raise InvalidInput(f"input {item.name!r}: data is not {datatype}: {err}") from None
+            if array.size != math.prod(shape):
+                raise InvalidInput(f"input {item.name!r}: {array.size} values do not fill shape {shape_text(shape)}")
+            arrays[item.name] = array.reshape(shape).astype(spec.numpy_dtype, copy=False)
         missing = [spec.name for spec in self.inputs if spec.name not in arrays]
         if missing:
             raise InvalidInput(f"missing input tensor(s) {', '.join(map(repr, missing))} for model {self.name!r}")
         return arrays
 
-    def decode_v1(self, body: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """V1 ``{"instances": [...]}``: rows of the single input, or rows of {input: value}."""
-        instances = body.get("instances", body.get("inputs"))
-        if not isinstance(instances, list) or not instances:
-            raise InvalidInput('V1 request needs a non-empty list in "instances"')
-        if all(isinstance(row, Mapping) for row in instances):
-            columns = {spec.name: [row.get(spec.name) for row in instances] for spec in self.inputs}
-            unknown = {key for row in instances for key in row} - set(columns)
-            if unknown:
-                self._spec(sorted(unknown)[0])  # raises, naming the tensor
-        elif len(self.inputs) == 1:
-            columns = {self.inputs[0].name: instances}
-        else:
-            names = ", ".join(spec.name for spec in self.inputs)
-            raise InvalidInput(f"model {self.name!r} has several inputs ({names}): send instances as objects")
-        arrays = {}
-        for spec in self.inputs:
-            values = columns[spec.name]
-            if any(value is None for value in values):
-                raise InvalidInput(f"input {spec.name!r} is missing from some instances")
-            try:
-                array = np.asarray(values, dtype=numpy_dtype(spec.datatype))
-            except (ValueError, TypeError) as err:
-                raise InvalidInput(
-                    f"input {spec.name!r}: instances are not {spec.datatype} arrays of one shape: {err}"
-                ) from None
-            arrays[spec.name] = self.check_array(spec, array)
-        return arrays
-
-    # ------------------------------------------------------------------ response encoding
     def encode_v2(self, request: InferRequest, results: dict[str, np.ndarray]) -> InferResponse:
+        """Output arrays -> kserve's ``InferResponse`` (JSON data; gRPC sends it as raw contents)."""
         outputs = []
         for name, array in results.items():
-            if array.dtype.kind in "US":  # kserve only JSON-encodes BYTES from object arrays
+            if array.dtype.kind in "US":  # kserve only encodes BYTES from object arrays
                 array = array.astype(object)
             output = InferOutput(name=name, shape=list(array.shape), datatype=datatype_of(array.dtype))
             output.set_data_from_numpy(array, binary_data=False)
@@ -291,33 +216,3 @@ class ChimlModel(Model):
             infer_outputs=outputs,
             requested_outputs=request.request_outputs,
         )
-
-    def encode_v1(self, results: dict[str, np.ndarray]) -> dict[str, Any]:
-        if len(results) == 1:
-            (array,) = results.values()
-            return {"predictions": _jsonable(array)}
-        columns = {name: _jsonable(array) for name, array in results.items()}
-        rows = len(next(iter(columns.values())))
-        return {"predictions": [{name: values[i] for name, values in columns.items()} for i in range(rows)]}
-
-
-def _jsonable(array: np.ndarray) -> list[Any]:
-    if array.dtype.kind in "SO":
-        return [item.decode() if isinstance(item, bytes) else item for item in array.tolist()]
-    return array.tolist()
-
-
-def _count(data: Any) -> int | None:
-    """Number of scalars in (possibly nested) list data; None when it is not a list."""
-    if isinstance(data, np.ndarray):
-        return int(data.size)
-    if not isinstance(data, list):
-        return None
-    total = 0
-    for item in data:
-        if isinstance(item, list):
-            sub = _count(item)
-            total += sub or 0
-        else:
-            total += 1
-    return total

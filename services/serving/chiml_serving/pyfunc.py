@@ -3,19 +3,10 @@
 The model directory is a downloaded MLflow model (``MLmodel`` + artifacts); it is loaded with
 ``mlflow.pyfunc.load_model`` so the endpoint never talks to a tracking server.
 
-How the MLflow signature becomes V2 metadata:
-
-* tensor-based signature: one V2 input per tensor, same dtype and shape (an unnamed tensor is
-  called ``input-0``, ``input-1``...);
-* column-based (pandas) signature whose columns are all numeric: ONE input ``input-0`` of
-  datatype FP32 and shape ``[-1, n_columns]``; each row becomes a DataFrame row, each column
-  cast to its signature type (so a ``double`` column gets float64 again);
-* column-based with non-numeric columns: one input per column, named like the column, shape
-  ``[-1]``, with the column's datatype (BYTES for strings);
-* no signature: ``input-0``, FP32, ``[-1, -1]`` (the model gets the array as sent).
-
-Outputs come from the output schema, else from one probe call at load time with a zero batch
-of one row, else ``output-0`` FP32 ``[-1]``.
+The MLflow signature becomes the V2 interface by the rules of
+:mod:`chiml_contract.signature` (shared with the compiled runtimes, so every runtime of the
+same model takes the same request). Outputs come from the output schema, else from one probe
+call at load time with a zero batch of one row, else ``output-0`` FP32 ``[-1]``.
 """
 
 from __future__ import annotations
@@ -30,11 +21,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from chiml_contract.signature import Interface, interface_from_signature
 from chiml_serving.base import ChimlModel, TensorSpec, datatype_of, numpy_dtype
 
 log = logging.getLogger(__name__)
 
-_NUMERIC_KINDS = "biuf"
+#: pyfunc loader modules whose predict treats rows independently (see ChimlModel.batchable)
+ROW_INDEPENDENT_LOADERS = frozenset({"mlflow.sklearn"})
 
 
 class PyFuncModel(ChimlModel):
@@ -57,43 +50,24 @@ class PyFuncModel(ChimlModel):
             raise FileNotFoundError(f"{path} is not an MLflow model directory (no MLmodel file)")
         with _without_torch_if_unneeded(path):
             self._pyfunc = mlflow.pyfunc.load_model(str(path))
-        schema = self._pyfunc.metadata.get_input_schema()
-        self.inputs = self._input_specs(schema)
-        output_schema = self._pyfunc.metadata.get_output_schema()
-        self.outputs = self._output_specs(output_schema) if output_schema is not None else self._probe_outputs()
+        metadata = self._pyfunc.metadata
+        interface = self._interface(metadata.get_input_schema(), metadata.get_output_schema())
+        self.inputs = list(interface.inputs)
+        self.outputs = list(interface.outputs) if interface.outputs is not None else self._probe_outputs()
+        # scikit-learn's predict is row by row; other flavors (custom python models, torch
+        # modules in train mode...) may look at the whole batch, so they are never merged.
+        self.batchable = _loader_module(path) in ROW_INDEPENDENT_LOADERS and all(
+            spec.shape[:1] == (-1,) for spec in (*self.inputs, *self.outputs)
+        )
 
     # ------------------------------------------------------------------ signature -> specs
-    def _input_specs(self, schema: Any) -> list[TensorSpec]:
-        if schema is None or not schema.inputs:
-            self._mode = "raw"
-            return [TensorSpec("input-0", "FP32", (-1, -1))]
-        if schema.is_tensor_spec():
-            self._mode = "tensor"
-            return [
-                TensorSpec(spec.name or f"input-{i}", datatype_of(spec.type), tuple(spec.shape))
-                for i, spec in enumerate(schema.inputs)
-            ]
-        names = [str(name) for name in schema.input_names()]
-        dtypes = [_column_dtype(spec.type) for spec in schema.inputs]
-        self._columns = list(zip(names, dtypes, strict=True))
-        if all(dtype.kind in _NUMERIC_KINDS for dtype in dtypes):
-            self._mode = "columns-matrix"
-            return [TensorSpec("input-0", "FP32", (-1, len(names)))]
-        self._mode = "columns"
-        return [TensorSpec(name, datatype_of(dtype), (-1,)) for name, dtype in self._columns]
-
-    def _output_specs(self, schema: Any) -> list[TensorSpec]:
-        if schema.is_tensor_spec():
-            return [
-                TensorSpec(spec.name or f"output-{i}", datatype_of(spec.type), tuple(spec.shape))
-                for i, spec in enumerate(schema.inputs)
-            ]
-        return [
-            TensorSpec(
-                str(name) if isinstance(name, str) else f"output-{name}", datatype_of(_column_dtype(spec.type)), (-1,)
-            )
-            for name, spec in zip(schema.input_names(), schema.inputs, strict=True)
-        ]
+    def _interface(self, input_schema: Any, output_schema: Any) -> Interface:
+        inputs = input_schema.to_dict() if input_schema is not None and input_schema.inputs else None
+        outputs = output_schema.to_dict() if output_schema is not None and output_schema.inputs else None
+        interface = interface_from_signature(inputs, outputs)
+        self._mode = interface.mode
+        self._columns = [(name, _column_numpy(datatype)) for name, datatype in interface.columns]
+        return interface
 
     def _probe_outputs(self) -> list[TensorSpec]:
         """No output schema: run one zero row through the model to learn the outputs."""
@@ -145,6 +119,20 @@ class PyFuncModel(ChimlModel):
         return {names[0]: np.asarray(prediction)}
 
 
+def _flavors(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        flavors = yaml.safe_load((path / "MLmodel").read_text(encoding="utf-8")).get("flavors", {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+    return flavors if isinstance(flavors, dict) else {}
+
+
+def _loader_module(path: Path) -> str | None:
+    return (_flavors(path).get("python_function") or {}).get("loader_module")
+
+
 @contextmanager
 def _without_torch_if_unneeded(path: Path) -> Iterator[None]:
     """Keep torch out of scikit-learn endpoints (about 300 MB of RSS and seconds of start-up).
@@ -154,12 +142,7 @@ def _without_torch_if_unneeded(path: Path) -> Iterator[None]:
     although the model never uses it. For exactly that case (sklearn flavor, skops format)
     torch is made unimportable during the load; the walk skips modules that fail to import.
     """
-    import yaml
-
-    try:
-        flavors = yaml.safe_load((path / "MLmodel").read_text(encoding="utf-8")).get("flavors", {})
-    except (OSError, yaml.YAMLError, AttributeError):
-        flavors = {}
+    flavors = _flavors(path)
     sklearn = flavors.get("sklearn") or {}
     loader = (flavors.get("python_function") or {}).get("loader_module")
     if loader != "mlflow.sklearn" or sklearn.get("serialization_format") != "skops" or "torch" in sys.modules:
@@ -182,10 +165,6 @@ class _BlockTorch(importlib.abc.MetaPathFinder):
         return None
 
 
-def _column_dtype(mlflow_type: Any) -> np.dtype[Any]:
-    """numpy dtype of an MLflow column type (strings/binary/other become object)."""
-    to_numpy = getattr(mlflow_type, "to_numpy", None)
-    if to_numpy is None:
-        return np.dtype(object)
-    dtype = np.dtype(to_numpy())
-    return dtype if dtype.kind in "biuf" else np.dtype(object)
+def _column_numpy(datatype: str) -> np.dtype[Any]:
+    """The dtype a DataFrame column of this V2 datatype gets (strings and binary stay objects)."""
+    return np.dtype(object) if datatype == "BYTES" else numpy_dtype(datatype)

@@ -1,8 +1,8 @@
 """Runtime name -> the kserve.Model subclass that serves it.
 
-Classes are named by import string and imported only when chosen, so serving an MLflow model
-never imports onnxruntime or OpenVINO (and a missing optional runtime is a clear error).
-The compiled runtimes live in :mod:`chiml_serving.runtimes` (owned by the optimize work).
+The names and classes are :data:`chiml_contract.runtimes.RUNTIMES` (the one list both planes
+read). Classes are named by import string and imported only when chosen, so serving an MLflow
+model never imports onnxruntime or OpenVINO (and a missing optional runtime is a clear error).
 """
 
 from __future__ import annotations
@@ -10,16 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the control plane imports RUNTIMES without paying for kserve
+from chiml_contract import runtimes
+
+if TYPE_CHECKING:
     from chiml_serving.base import ChimlModel
 
-RUNTIMES: dict[str, str] = {
-    "mlflow": "chiml_serving.pyfunc:PyFuncModel",
-    "onnxruntime": "chiml_serving.runtimes.onnxruntime:OnnxRuntimeModel",
-    "openvino": "chiml_serving.runtimes.openvino:OpenVinoModel",
-    "deepsparse": "chiml_serving.runtimes.deepsparse:DeepSparseModel",
-    "tensorrt": "chiml_serving.runtimes.tensorrt:TensorRTModel",
-}
+RUNTIMES: dict[str, str] = {name: runtime.model_class for name, runtime in runtimes.RUNTIMES.items()}
 
 
 class UnknownRuntime(LookupError):
@@ -29,9 +25,9 @@ class UnknownRuntime(LookupError):
 def runtime_class(runtime: str) -> type[ChimlModel]:
     """Import and return the model class serving ``runtime``."""
     try:
-        target = RUNTIMES[runtime]
-    except KeyError:
-        raise UnknownRuntime(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}") from None
+        target = runtimes.get(runtime).model_class
+    except runtimes.UnknownRuntime as err:
+        raise UnknownRuntime(str(err)) from None
     from chiml_serving.base import ChimlModel
 
     module_name, class_name = target.split(":")

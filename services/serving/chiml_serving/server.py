@@ -1,136 +1,127 @@
-"""Build and run the kserve ModelServer for one chiml model.
+"""Run one chiml model: the REST app on uvicorn, optionally kserve's V2 gRPC servicer beside it.
 
-Two kserve 0.21 defaults do not suit a laptop: REST binds 0.0.0.0 (uvicorn's host is hard-coded
-in ``RESTServer``) and gRPC starts on ``[::]:8081`` (so a second endpoint would collide). chiml
-binds REST to the requested host (127.0.0.1 on the local profile, 0.0.0.0 in a KServe pod) and
-starts gRPC only when a port is given.
-
-kserve's metadata answer has ``"platform": ""``; :class:`ChimlDataPlane` fills it with the
-model's runtime so that ``GET /v2/models/<name>`` says what serves the endpoint.
+* REST binds the requested host (127.0.0.1 on the local profile, 0.0.0.0 in a KServe pod), with
+  uvloop and httptools when installed (they come with kserve's ``uvicorn[standard]``), no access
+  log by default (one line per request costs more than a small model's inference).
+* gRPC (KServe's ``GRPCInferenceService``, kserve's own servicer and DataPlane) starts only when
+  a port is given, on the same host, in the same event loop.
+* ``workers > 1``: uvicorn's process supervisor runs N copies sharing the listening socket; each
+  loads the model itself (:func:`worker_app`), nothing is pickled. The parent loads it once
+  first (as kserve's ModelServer does), so a broken artifact fails fast with one clear line
+  instead of N crashing workers.
 """
 
 from __future__ import annotations
 
-import functools
+import json
 import logging
-import warnings
-from http import HTTPStatus
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from kserve.errors import InvalidInput
-from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.rest import server as rest_server
-
+from chiml_serving.app import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_BODY_BYTES, ServingApp
 from chiml_serving.base import ChimlModel
 
 log = logging.getLogger("chiml_serving")
 
-
-class ChimlDataPlane(DataPlane):
-    """kserve's DataPlane, with the runtime name as the model metadata's ``platform``."""
-
-    async def model_metadata(self, model_name: str) -> dict[str, Any]:
-        metadata = await super().model_metadata(model_name)
-        model = self.get_model_from_registry(model_name)
-        metadata["platform"] = getattr(model, "runtime", "") or ""
-        return metadata
+#: how a worker process learns what to serve (set by the parent, read by :func:`worker_app`)
+WORKER_ENV = "CHIML_SERVING_WORKER"
 
 
-def describe_validation_error(err: RequestValidationError) -> str:
-    """One line for FastAPI's body validation error (malformed JSON, missing fields...)."""
-    errors = [e for e in err.errors() if e.get("type") != "bytes_type"]  # the Union's bytes arm
-    if not errors:
-        return "request body is not a V2 inference request"
-    first = errors[0]
-    if first.get("type") == "json_invalid":
-        reason = (first.get("ctx") or {}).get("error", "decode error")
-        return f"request body is not valid JSON: {reason} at character {first['loc'][-1]}"
-    location = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "InferenceRequest"))
-    return f"invalid inference request: {location or 'body'}: {first.get('msg', 'invalid')}"
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything about one endpoint process except the model."""
+
+    http_port: int
+    host: str = "127.0.0.1"
+    workers: int = 1
+    grpc_port: int | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    access_log: bool = False
+    log_level: str = "warning"
 
 
-async def _validation_error_handler(_request: Any, err: RequestValidationError) -> JSONResponse:
-    # FastAPI answers 422 with a nested "detail" list; V2 clients expect 400 {"error": "..."}.
-    return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content={"error": describe_validation_error(err)})
+def build_app(model: ChimlModel, options: ServeOptions) -> ServingApp:
+    """The ASGI app for a loaded model, with the gRPC server tied to its lifespan."""
+    start, stop = _grpc_hooks(model, options) if options.grpc_port is not None else (None, None)
+    return ServingApp(model, max_body_bytes=options.max_body_bytes, max_batch_rows=options.max_batch_rows,
+                      on_startup=start, on_shutdown=stop)
 
 
-async def _invalid_input_handler(_request: Any, err: InvalidInput) -> JSONResponse:
-    # kserve's own handler logs a full traceback at ERROR for every bad request; a client's
-    # mistake is one INFO line here.
-    message = str(err)
-    if message.startswith("Unrecognized request format: "):  # kserve's words for undecodable JSON
-        message = "request body is not valid JSON: " + message.removeprefix("Unrecognized request format: ")
-    log.info("bad request: %s", message)
-    return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content={"error": message})
+def _grpc_hooks(model: ChimlModel, options: ServeOptions) -> tuple[Callable[[], Awaitable[None]],
+                                                                   Callable[[], Awaitable[None]]]:
+    servers: list[Any] = []
+
+    async def start() -> None:
+        from grpc import aio
+        from kserve.model_repository import ModelRepository
+        from kserve.protocol.dataplane import DataPlane
+        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+        from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+        from kserve.protocol.grpc.servicer import InferenceServicer
+        from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+        repository = ModelRepository()
+        repository.update(model)
+        dataplane = DataPlane(model_registry=repository)
+        # kserve's interceptor maps InvalidInput to INVALID_ARGUMENT, ModelNotFound to NOT_FOUND...
+        limits = [("grpc.max_receive_message_length", options.max_body_bytes),
+                  ("grpc.max_send_message_length", options.max_body_bytes)]
+        server = aio.server(interceptors=(ExceptionToStatusInterceptor(),), options=limits)
+        servicer = InferenceServicer(dataplane, ModelRepositoryExtension(model_registry=repository))
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        host = "[::]" if options.host in ("0.0.0.0", "::") else options.host
+        server.add_insecure_port(f"{host}:{options.grpc_port}")
+        await server.start()
+        servers.append(server)
+
+    async def stop() -> None:
+        for server in servers:
+            await server.stop(grace=5)
+
+    return start, stop
 
 
-def _install_error_handlers() -> None:
-    """Patch kserve's RESTServer (on the class) to add chiml's 400 handlers to its app.
+def _uvicorn_config(app: Any, options: ServeOptions, **extra: Any) -> Any:
+    import uvicorn
 
-    Runs when this module is imported, which also happens in every ``--workers`` process:
-    they unpickle :class:`ChimlDataPlane` (so import this module) before building the app.
-    """
-    cls = rest_server.RESTServer
-    original = getattr(cls._add_exception_handlers, "__wrapped__", cls._add_exception_handlers)
-
-    @functools.wraps(original)
-    def _add_exception_handlers(self: Any, app: Any) -> None:
-        original(self, app)
-        app.add_exception_handler(RequestValidationError, _validation_error_handler)
-        app.add_exception_handler(InvalidInput, _invalid_input_handler)
-
-    cls._add_exception_handlers = _add_exception_handlers  # type: ignore[method-assign]
+    return uvicorn.Config(
+        app, host=options.host, port=options.http_port, workers=options.workers, log_config=None,
+        log_level=options.log_level, access_log=options.access_log, loop="auto", http="auto",
+        lifespan="on" if options.grpc_port is not None else "off", timeout_keep_alive=65,
+        timeout_graceful_shutdown=30, **extra,
+    )
 
 
-def bind_rest_host(host: str) -> None:
-    """Make every kserve RESTServer created from now on listen on ``host``.
-
-    The multi-worker server binds its socket in the parent from the same uvicorn config and
-    hands the socket to its workers, so patching the parent is enough.
-    """
-    cls = rest_server.RESTServer
-    original = getattr(cls.__init__, "__wrapped__", cls.__init__)
-
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.config.host = host
-
-    cls.__init__ = __init__  # type: ignore[method-assign]
-
-
-_install_error_handlers()
-# kserve 0.21 still uses ORJSONResponse, which FastAPI now deprecates with a warning per request.
-warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-
-
-def serve(
-    model: ChimlModel,
-    http_port: int,
-    host: str = "127.0.0.1",
-    workers: int = 1,
-    grpc_port: int | None = None,
-) -> None:
+def serve(model: ChimlModel, options: ServeOptions, *, runtime: str | None = None) -> None:
     """Load ``model`` and serve it until SIGTERM/SIGINT (blocks)."""
-    from kserve import ModelServer
+    import uvicorn
 
-    bind_rest_host(host)
     model.load()
     print(
         f"chiml-serving: {model.runtime} model {model.name!r} loaded from {model.model_dir}; "
-        f"serving http://{host}:{http_port} with {workers} worker(s)",
+        f"serving http://{options.host}:{options.http_port} with {options.workers} worker(s)"
+        + (f", gRPC on port {options.grpc_port}" if options.grpc_port is not None else ""),
         flush=True,
     )
-    server = ModelServer(
-        http_port=http_port,
-        grpc_port=grpc_port or 0,
-        enable_grpc=grpc_port is not None,
-        workers=workers,
-        # One line per request is noise on a laptop and costs latency; uvicorn access logs stay.
-        enable_latency_logging=False,
-    )
-    # RESTServer is built in start() from server.dataplane: swap in ours before that.
-    server.dataplane = ChimlDataPlane(model_registry=server.registered_models)
-    server.start([model])
+    if options.workers == 1:
+        uvicorn.Server(_uvicorn_config(build_app(model, options), options)).run()
+        return
+    os.environ[WORKER_ENV] = json.dumps({"runtime": runtime or model.runtime, "name": model.name,
+                                         "model_dir": str(model.model_dir), "options": asdict(options)})
+    config = _uvicorn_config("chiml_serving.server:worker_app", options, factory=True)
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def worker_app() -> ServingApp:
+    """The app of one ``--workers`` process: load the model named in :data:`WORKER_ENV`."""
+    from chiml_serving.registry import runtime_class
+
+    spec = json.loads(os.environ[WORKER_ENV])
+    model = runtime_class(spec["runtime"])(spec["name"], spec["model_dir"])
+    model.load()
+    return build_app(model, ServeOptions(**spec["options"]))

@@ -1,9 +1,12 @@
-# Run in each builder stage after pip: chiml_serving into the venv as plain package files (no
-# build step; its dependencies are the pinned requirements), then drop what a server never runs:
+# Run in each builder stage after pip: chiml_serving and chiml_contract into the venv as plain
+# package files (no build step; their dependencies are the pinned requirements), then drop what a
+# server never runs:
 # pip/setuptools themselves, caches, bytecode and the wheels' test suites.
 set -eu
 site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-if [ -d /opt/src/chiml_serving ]; then cp -r /opt/src/chiml_serving "$site/"; fi
+for package in chiml_serving chiml_contract; do
+  if [ -d "/opt/src/$package" ]; then cp -r "/opt/src/$package" "$site/"; fi
+done
 /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools wheel 2>/dev/null || true
 find /opt/venv -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 find "$site" -depth -type d -name tests -path '*/site-packages/*/*' -exec rm -rf {} +

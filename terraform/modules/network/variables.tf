@@ -1,11 +1,6 @@
 variable "name" {
   type        = string
   description = "Name prefix of the network, subnet and router."
-
-  validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.name))
-    error_message = "name must be lower-case letters, digits and dashes, at most 63 characters."
-  }
 }
 
 variable "cidr" {

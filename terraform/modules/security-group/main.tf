@@ -8,32 +8,28 @@ resource "openstack_networking_secgroup_v2" "this" {
   tags                 = var.tags
 }
 
-# SSH and the Kubernetes API only from the operator's address.
-resource "openstack_networking_secgroup_rule_v2" "admin" {
-  for_each = { ssh = 22, kube_api = 6443 }
-
-  security_group_id = openstack_networking_secgroup_v2.this.id
-  description       = "${each.key} from the admin CIDR"
-  direction         = "ingress"
-  ethertype         = "IPv4"
-  protocol          = "tcp"
-  port_range_min    = each.value
-  port_range_max    = each.value
-  remote_ip_prefix  = var.admin_cidr
+# TCP from outside: SSH and the Kubernetes API only from the operator's address, and the ingress
+# controller (Traefik on k3s, serving endpoints and UIs) from ingress_cidr.
+locals {
+  tcp = {
+    ssh      = { port = 22, from = var.admin_cidr, description = "ssh from the admin CIDR" }
+    kube_api = { port = 6443, from = var.admin_cidr, description = "kube_api from the admin CIDR" }
+    http     = { port = 80, from = var.ingress_cidr, description = "http ingress" }
+    https    = { port = 443, from = var.ingress_cidr, description = "https ingress" }
+  }
 }
 
-# The ingress controller (Traefik on k3s) serves endpoints and UIs.
-resource "openstack_networking_secgroup_rule_v2" "ingress" {
-  for_each = { http = 80, https = 443 }
+resource "openstack_networking_secgroup_rule_v2" "tcp" {
+  for_each = local.tcp
 
   security_group_id = openstack_networking_secgroup_v2.this.id
-  description       = "${each.key} ingress"
+  description       = each.value.description
   direction         = "ingress"
   ethertype         = "IPv4"
   protocol          = "tcp"
-  port_range_min    = each.value
-  port_range_max    = each.value
-  remote_ip_prefix  = var.ingress_cidr
+  port_range_min    = each.value.port
+  port_range_max    = each.value.port
+  remote_ip_prefix  = each.value.from
 }
 
 # Cluster members talk freely (kubelet 10250, flannel VXLAN 8472/udp, etcd, node ports).

@@ -1,21 +1,11 @@
 variable "name" {
   type        = string
   description = "Name of the security group (the deployment name is a good prefix)."
-
-  validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.name))
-    error_message = "name must be lower-case letters, digits and dashes, at most 63 characters."
-  }
 }
 
 variable "admin_cidr" {
   type        = string
   description = "The only source allowed to reach SSH (22) and the Kubernetes API (6443), e.g. 198.51.100.7/32."
-
-  validation {
-    condition     = can(cidrhost(var.admin_cidr, 0))
-    error_message = "admin_cidr must be an IPv4 CIDR such as 198.51.100.7/32."
-  }
 }
 
 variable "ingress_cidr" {

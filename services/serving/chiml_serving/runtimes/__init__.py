@@ -1,10 +1,11 @@
 """Compiled-model runtimes: one module per runtime, each an :class:`Engine` (the runtime-neutral
 core) wrapped by a :class:`chiml_serving.base.ChimlModel` subclass for serving.
 
-:mod:`chiml_serving.registry` maps runtime names to the model classes; this package maps them
-to the engines, which the benchmark worker drives directly so that it measures the runtime and
-not the HTTP server. Heavy runtime libraries (onnxruntime, openvino, deepsparse, tensorrt) are
-imported only when an engine loads, so a missing one is a clear message, not an ImportError.
+:mod:`chiml_serving.registry` maps runtime names to the model classes; :data:`ENGINES` maps
+them to the engines (both from :mod:`chiml_contract.runtimes`), which the benchmark worker
+drives directly so that it measures the runtime and not the HTTP server. Heavy runtime
+libraries (onnxruntime, openvino, deepsparse, tensorrt) are imported only when an engine
+loads, so a missing one is a clear message, not an ImportError.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# runtime name -> "module:EngineClass"
-ENGINES: dict[str, str] = {
-    "onnxruntime": "chiml_serving.runtimes.onnxruntime:OnnxRuntimeEngine",
-    "openvino": "chiml_serving.runtimes.openvino:OpenVinoEngine",
-    "deepsparse": "chiml_serving.runtimes.deepsparse:DeepSparseEngine",
-    "tensorrt": "chiml_serving.runtimes.tensorrt:TensorRTEngine",
-}
+from chiml_contract.runtimes import RUNTIMES
+
+#: runtime name -> "module:EngineClass"
+ENGINES: dict[str, str] = {name: runtime.engine for name, runtime in RUNTIMES.items() if runtime.engine}
 
 
 def import_object(ref: str) -> Any:

@@ -53,3 +53,4 @@ class DeepSparseModel(EngineModel):
 
     runtime = "deepsparse"
     engine_class = DeepSparseEngine
+    any_batch_size = False

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from chiml_serving.runtimes.spec import RuntimeSpec, coerce_inputs
+from chiml_contract.artifact import RuntimeSpec
 
 THREADS_ENV = "CHIML_RUNTIME_THREADS"
 
@@ -62,6 +62,31 @@ class Engine(ABC):
     def infer(self, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
         """Validate/cast request arrays, then run."""
         return self.run(coerce_inputs(self.spec, arrays))
+
+
+def coerce_inputs(spec: RuntimeSpec, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Name, cast and shape-check arrays against the compiled tensors (a clear error, not a runtime crash).
+
+    Lenient on purpose (the benchmark worker and the gate feed it held-out samples): a single
+    array under another name is the model's single input, and one sample without its batch
+    axis gets one.
+    """
+    missing = [item.name for item in spec.inputs if item.name not in arrays]
+    if missing and len(spec.inputs) == 1 and len(arrays) == 1:
+        arrays = {spec.inputs[0].name: next(iter(arrays.values()))}
+        missing = []
+    if missing:
+        raise ValueError(f"missing input(s) {', '.join(missing)}; the model takes {[i.name for i in spec.inputs]}")
+    feeds: dict[str, np.ndarray] = {}
+    for item in spec.inputs:
+        array = np.ascontiguousarray(np.asarray(arrays[item.name], dtype=item.numpy_dtype))
+        expected = list(item.shape)
+        if len(expected) == array.ndim + 1 and array.ndim >= 1:
+            array = array[None, ...]
+        if not item.shape_matches(array.shape):
+            raise ValueError(f"input {item.name!r} has shape {list(array.shape)}, the model expects {expected}")
+        feeds[item.name] = array
+    return feeds
 
 
 def require(module: str, runtime: str, hint: str) -> Any:

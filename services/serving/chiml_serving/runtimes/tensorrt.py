@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from chiml_contract.artifact import RuntimeSpec
 from chiml_serving.runtimes.engine import Engine, RuntimeUnavailable, require
 from chiml_serving.runtimes.model import EngineModel
-from chiml_serving.runtimes.spec import RuntimeSpec
 
 CACHE_ENV = "CHIML_TRT_CACHE"
 DEFAULT_PROFILE = (1, 8, 64)  # min / opt / max batch of the optimization profile
@@ -120,7 +120,7 @@ class TensorRTEngine(Engine):
         if plan_path.is_file():
             plan = plan_path.read_bytes()
         else:
-            plan = build_plan(self.model_path, self.spec, precision, batches)  # type: ignore[arg-type]
+            plan = build_plan(self.model_path, self.spec, precision, batches)
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = plan_path.with_suffix(".tmp")
             tmp.write_bytes(plan)

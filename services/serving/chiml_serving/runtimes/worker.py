@@ -72,7 +72,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             chunk = {name: array[low:low + GATE_CHUNK] for name, array in inputs.items()}
             chunks.append({name: np.asarray(value) for name, value in engine.infer(chunk).items()})
         outputs = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
-        np.savez(request["gate_outputs"], **outputs)
+        np.savez(request["gate_outputs"], **outputs)  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle
 
         stage = "bench"
         feeds_by_batch = {}
@@ -80,7 +80,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             raw = _rows(inputs, int(batch))
             coerce = getattr(engine, "spec", None)
             if coerce is not None:
-                from chiml_serving.runtimes.spec import coerce_inputs
+                from chiml_serving.runtimes.engine import coerce_inputs
 
                 raw = coerce_inputs(engine.spec, raw)
             feeds_by_batch[int(batch)] = raw
