@@ -132,7 +132,7 @@ class Platform:
         (cluster profiles), the Kubernetes objects it would create."""
         from chiml.lifecycle.tune import run_study
 
-        return run_study(self, str(target), dry_run=dry_run, **options)  # type: ignore[no-any-return]
+        return run_study(self, str(target), dry_run=dry_run, **options)
 
     @property
     def runs(self) -> Runs:
@@ -200,4 +200,4 @@ class Platform:
         ``dry_run=True`` returns those Jobs instead."""
         from chiml.optimize.pipeline import optimize
 
-        return optimize(self, model_uri, target=target, dry_run=dry_run, **options)  # type: ignore[no-any-return]
+        return optimize(self, model_uri, target=target, dry_run=dry_run, **options)

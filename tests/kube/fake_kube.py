@@ -753,6 +753,7 @@ class ProcessKubelet:
         done: list[dict[str, Any]] = []
         for init in inits:
             running = _container_status(init["name"], image, running=True)
+            (entry["dir"] / f"{init['name']}.log").touch()
             self._set(entry, initContainerStatuses=[*done, running])
             code, message = self._run_container(entry, init, volumes)
             if code is None:
@@ -763,6 +764,7 @@ class ProcessKubelet:
             if code != 0:
                 self._set(entry, phase="Failed", containerStatuses=waiting_main)
                 return
+        (entry["dir"] / f"{main['name']}.log").touch()  # a running container has a log, empty or not
         self._set(entry, phase="Running", containerStatuses=[_container_status(main["name"], image, running=True)])
         code, message = self._run_container(entry, main, volumes)
         if code is None:

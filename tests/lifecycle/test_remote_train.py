@@ -284,7 +284,7 @@ def test_local_profile_refuses_cluster_only_flags(platform: LifecyclePlatform, s
 
 # ----------------------------------------------------------------- pods that really run (the fake kubelet's processes)
 SCRIPT = """\
-import chiml.lifecycle.tracking as ct
+from chiml import tracking as ct
 p = ct.params(epochs=1, lr=0.1)
 for epoch in range(p["epochs"]):
     ct.log_metrics(step=epoch, loss=1.0 / (epoch + 1))

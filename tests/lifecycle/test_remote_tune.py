@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 
 SCRIPT = """
 import time
-from chiml.lifecycle import tracking as ct
+from chiml import tracking as ct
 p = ct.params(x=ct.float_range(-4.0, 4.0), sleep=0.0)
 time.sleep(p["sleep"])
 ct.log_metrics(step=0, loss=(p["x"] - 1.0) ** 2)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, console, load, print_json
+from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, print_json
+
+if TYPE_CHECKING:
+    from chiml.lifecycle.runs import Runs
 
 runs_app = typer.Typer(help="List, follow and cancel training runs and tuning studies.", no_args_is_help=True)
 
@@ -15,10 +18,8 @@ RunArgument = Annotated[str, typer.Argument(help="MLflow run id (of a training r
 _STATUS_STYLE = {"RUNNING": "yellow", "FINISHED": "green", "FAILED": "red", "KILLED": "red"}
 
 
-def _runs(ctx: typer.Context, config: Any, profile: Any) -> Any:
-    from chiml.sdk import Platform
-
-    return Platform(load(ctx, config, profile)).runs
+def _runs(ctx: typer.Context) -> Runs:
+    return connect(ctx).runs
 
 
 @runs_app.command("list")
@@ -34,7 +35,7 @@ def list_runs(
     json_out: JsonOption = False,
 ) -> None:
     """The training runs and studies chiml started, newest first, with where they run."""
-    runs = _runs(ctx, config, profile).list(limit=limit, status=status, kind=kind)
+    runs = _runs(ctx).list(limit=limit, status=status, kind=kind)
     if json_out:
         print_json([run.to_json() for run in runs])
         return
@@ -61,7 +62,7 @@ def logs(
     profile: ProfileOption = None,
 ) -> None:
     """The run's output: live from its process or pods, else as stored with the run."""
-    _runs(ctx, config, profile).logs(run_id, follow=follow, echo=lambda line: console.out(line, end="",
+    _runs(ctx).logs(run_id, follow=follow, echo=lambda line: console.out(line, end="",
                                                                                            highlight=False))
 
 
@@ -74,7 +75,7 @@ def cancel(
     json_out: JsonOption = False,
 ) -> None:
     """Stop a running run: its Job is deleted (or its process stopped) and the run ends KILLED."""
-    run = _runs(ctx, config, profile).cancel(run_id)
+    run = _runs(ctx).cancel(run_id)
     if json_out:
         print_json(run.to_json())
     else:

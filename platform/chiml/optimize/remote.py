@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chiml.cluster import GPU_RESOURCE
 from chiml.errors import ChimlError, NotSupportedError
 from chiml.kube import incluster, jobs
 from chiml.lifecycle import cluster
@@ -36,8 +37,10 @@ from chiml.lifecycle.cluster import ClusterSite
 from chiml.optimize import bench_pod
 from chiml.optimize import candidates as cands
 from chiml.optimize.bench import BenchSettings, WorkerResult, read_result, worker_settings
+from chiml.optimize.gate import Tolerance
 from chiml.optimize.pipeline import Step, decide, judge, prepare, source_params, triton_repository
 from chiml.optimize.report import REJECTED, UNAVAILABLE, OptimizeReport, RuntimeRow
+from chiml.sites import OptimizeSite
 
 CONTAINER = "bench"
 DRY_RUN_ID = "<created-at-submit>"
@@ -99,7 +102,7 @@ def build(site: ClusterSite, candidate: cands.Candidate, *, run_id: str, artifac
     resources = incluster.serving_resources(site.helm_dir or _source_helm(), candidate.runtime)
     limits = resources.get("limits") or {}
     count = threads or cpus(limits.get("cpu", "2"))
-    gpus = int(limits.get(jobs.GPU_RESOURCE, 0))
+    gpus = int(limits.get(GPU_RESOURCE, 0))
     request = {"engine": candidate.engine, "threads": count, "options": candidate.options,
                "batches": list(settings.batches), "warmup_s": settings.warmup_s, "budget_s": settings.budget_s,
                "min_iters": settings.min_iters, "max_iters": settings.max_iters}
@@ -147,13 +150,14 @@ def artifact_root(run: Any) -> str:
     return rest
 
 
-def optimize_on_cluster(platform: Any, model_uri: str, target: str, *, settings: BenchSettings, threads: int | None,
-                        tolerance: Any, objective: str, allow_deepsparse: bool, int8: bool,
+def optimize_on_cluster(platform: OptimizeSite, model_uri: str, target: str, *, settings: BenchSettings,
+                        threads: int | None, tolerance: Tolerance, objective: str, allow_deepsparse: bool, int8: bool,
                         sample: str | Path | None, params: dict[str, Any], step: Step | None = None,
                         dry_run: bool = False, site: ClusterSite | None = None, poll: float = 2.0) -> Any:
     """The report (or, with ``dry_run``, the Jobs it would create, one per candidate)."""
+    from chiml.lifecycle import mlflow_client
     from chiml.optimize import tracking
-    from chiml.optimize.source import mlflow_client, quiet_mlflow, resolve_source
+    from chiml.optimize.source import resolve_source
 
     say = step or (lambda _message: None)
     planned = cluster_candidates(target, allow_deepsparse, int8)
@@ -166,7 +170,7 @@ def optimize_on_cluster(platform: Any, model_uri: str, target: str, *, settings:
                  for c in planned if not c.unavailable]
         return [obj for plan in plans for obj in jobs.objects(plan)]
     site = site or cluster.cluster_site(platform)
-    tracking_uri = platform.tracking_uri
+    tracking_uri = mlflow_client.connect(platform).tracking_uri  # credentials exported for the downloads
     home = Path(platform.home)
     (home / "optimize").mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=home / "optimize"))
@@ -174,7 +178,7 @@ def optimize_on_cluster(platform: Any, model_uri: str, target: str, *, settings:
     run_id: str | None = None
     client = None
     report: OptimizeReport | None = None
-    with quiet_mlflow():
+    with mlflow_client.quiet():
         try:
             say(f"resolving {model_uri}")
             source = resolve_source(tracking_uri, model_uri, workdir, Path(sample) if sample else None)
@@ -186,17 +190,19 @@ def optimize_on_cluster(platform: Any, model_uri: str, target: str, *, settings:
             prepared.baseline.reason = "original model, run here for the gate's reference outputs (not timed on " \
                                        "the cluster: no speedups)"
             origin = {"model_uri": source.pinned_uri, "run_id": source.run_id, "sample": source.sample_origin}
+            interface = cands.served_interface(source.local_dir)
             for candidate in planned:
                 if candidate.unavailable:
                     continue
                 try:
-                    directory = cands.build_artifact(candidate, prepared.exported, workdir / "artifacts", origin)
+                    directory = cands.build_artifact(candidate, prepared.exported, workdir / "artifacts", origin,
+                                                     interface)
                 except ValueError as err:
                     report.rows.append(RuntimeRow(candidate.name, candidate.runtime, REJECTED, reason=str(err)))
                     candidate.unavailable = "rejected"
                     continue
                 benches.append(Bench(candidate, directory))
-            client = mlflow_client(tracking_uri)
+            client = mlflow_client.client(tracking_uri)
             run_id = tracking.start_run(client, report)
             say("storing the export and the candidates with the run")
             tracking.log_inputs(client, run_id, report, workdir, prepared.exported.path, prepared.inputs_npz,
