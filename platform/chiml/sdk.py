@@ -23,6 +23,7 @@ from chiml.progress import Confirm, Progress, silent
 if TYPE_CHECKING:
     from chiml.chameleon.deployment import DeploymentLease
     from chiml.lifecycle.registry import ModelRegistry
+    from chiml.lifecycle.runs import Runs
     from chiml.lifecycle.train import TrainResult
     from chiml.lifecycle.tune import StudyResult
     from chiml.optimize.report import OptimizeReport
@@ -124,11 +125,26 @@ class Platform:
 
         return run_training(self, str(target), params or {}, **options)
 
-    def tune(self, target: str | Path, **options: Any) -> StudyResult:
-        """Run an Optuna study with parallel workers (see ``chiml tune --help``)."""
+    @overload
+    def tune(self, target: str | Path, *, dry_run: Literal[False] = False, **options: Any) -> StudyResult: ...
+
+    @overload
+    def tune(self, target: str | Path, *, dry_run: Literal[True], **options: Any) -> list[dict[str, Any]]: ...
+
+    def tune(self, target: str | Path, *, dry_run: bool = False, **options: Any
+             ) -> StudyResult | list[dict[str, Any]]:
+        """Run an Optuna study with parallel workers (see ``chiml tune --help``); with ``dry_run=True``
+        (cluster profiles), the Kubernetes objects it would create."""
         from chiml.lifecycle.tune import run_study
 
-        return run_study(self, str(target), **options)
+        return run_study(self, str(target), dry_run=dry_run, **options)
+
+    @property
+    def runs(self) -> Runs:
+        """Training runs and studies: ``list()``, ``logs(run_id, follow=True)``, ``cancel(run_id)``."""
+        from chiml.lifecycle.runs import Runs
+
+        return Runs(self)
 
     # ----------------------------------------------------------------- model registry
     @property
@@ -174,7 +190,19 @@ class Platform:
         return infer(self, name, request, **options)
 
     # ----------------------------------------------------------------- optimization
-    def optimize(self, model_uri: str, target: str = "auto", **options: Any) -> OptimizeReport:
+    @overload
+    def optimize(self, model_uri: str, target: str = "auto", *, dry_run: Literal[False] = False,
+                 **options: Any) -> OptimizeReport: ...
+
+    @overload
+    def optimize(self, model_uri: str, target: str = "auto", *, dry_run: Literal[True],
+                 **options: Any) -> list[dict[str, Any]]: ...
+
+    def optimize(self, model_uri: str, target: str = "auto", *, dry_run: bool = False,
+                 **options: Any) -> OptimizeReport | list[dict[str, Any]]:
+        """Compile, gate and time the model for each runtime and record the fastest (see ``chiml
+        optimize --help``); on a cluster profile each runtime is measured in a Job, and
+        ``dry_run=True`` returns those Jobs instead."""
         from chiml.optimize.pipeline import optimize
 
-        return optimize(self, model_uri, target=target, **options)
+        return optimize(self, model_uri, target=target, dry_run=dry_run, **options)

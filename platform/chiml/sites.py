@@ -52,13 +52,17 @@ class TrainingSite(TrackingSite, Protocol):
 
 
 class OptimizeSite(TrackingSite, Protocol):
-    """What `optimize` needs: MLflow, the config, and CHIML_HOME for its caches."""
+    """What `optimize` needs: MLflow, the config, and CHIML_HOME for its caches; the profile's name
+    decides whether the runtimes are measured here or in Jobs on the cluster."""
 
     @property
     def config(self) -> ChimlConfig: ...
 
     @property
     def home(self) -> Path: ...
+
+    @property
+    def profile(self) -> ProfileName: ...
 
 
 class ServingSite(Protocol):

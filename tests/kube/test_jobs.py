@@ -14,7 +14,9 @@ import yaml
 
 import chiml
 from chiml.errors import ChimlError
-from chiml.kube import jobs
+from chiml.images import load_catalog
+from chiml.kube import incluster, jobs
+from chiml.kube.incluster import SecretKey
 from chiml.kube.releases import load_releases
 
 from .fake_kube import FakeBatchV1Api, FakeCoreV1Api, api_exception
@@ -25,18 +27,20 @@ AGENT_MODULE = REPO / "terraform" / "modules" / "k3s-node" / "main.tf"
 TRAINER_DOCKERFILE = REPO / "services" / "trainer" / "Dockerfile"
 
 
-def make_job(**overrides: object) -> jobs.TrainJob:
+def make_job(**overrides: object) -> jobs.JobPlan:
     fields: dict[str, object] = {
         "name": "train-digits-abc123",
         "namespace": "chiml",
-        "script": "train.py",
+        "kind": "train",
+        "command": ["python", "-m", "chiml.lifecycle.supervise"],
+        "args": ["train.py", "--lr", "0.1"],
         "code": b"\x1f\x8b" + b"0" * 100,
         "env": {"MLFLOW_TRACKING_URI": "http://mlflow.chiml.svc:5000", "MLFLOW_RUN_ID": "r1"},
-        "image": jobs.trainer_image(),
-        "args": ["--lr", "0.1"],
+        "secret_env": {"AWS_ACCESS_KEY_ID": SecretKey("chiml-s3", "AWS_ACCESS_KEY_ID")},
+        "image": load_catalog().ref("trainer"),
     }
     fields.update(overrides)
-    return jobs.TrainJob(**fields)  # type: ignore[arg-type]
+    return jobs.JobPlan(**fields)  # type: ignore[arg-type]
 
 
 def terraform_gpu_labels() -> dict[str, str]:
@@ -57,11 +61,11 @@ def test_job_and_config_map_are_schema_valid(gpus: int, requirements: bool) -> N
 def test_job_runs_the_script_like_local_train() -> None:
     spec = jobs.job_object(make_job())["spec"]
     container = spec["template"]["spec"]["containers"][0]
-    # the same command `chiml train` starts locally: python -m chiml.lifecycle.runner TARGET ARGS
-    assert container["command"] == ["python", "-m", "chiml.lifecycle.runner"]
+    assert container["command"] == ["python", "-m", "chiml.lifecycle.supervise"]
     assert container["args"] == ["train.py", "--lr", "0.1"]
     assert container["workingDir"] == jobs.WORKDIR
-    assert {e["name"]: e["value"] for e in container["env"]}["MLFLOW_TRACKING_URI"] == "http://mlflow.chiml.svc:5000"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert {e["name"]: e.get("value") for e in container["env"]}["MLFLOW_TRACKING_URI"] == "http://mlflow.chiml.svc:5000"
     assert spec["backoffLimit"] == 0
     assert spec["ttlSecondsAfterFinished"] == 3600
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
@@ -75,7 +79,7 @@ def test_requirements_are_installed_before_the_script_and_on_its_path() -> None:
     assert install["command"][:4] == ["python", "-m", "pip", "install"]
     assert install["command"][-2:] == ["-r", f"{jobs.WORKDIR}/requirements.txt"]
     target = install["command"][install["command"].index("--target") + 1]
-    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["PYTHONPATH"] == target
     plain = jobs.job_object(make_job())["spec"]["template"]["spec"]
     assert [c["name"] for c in plain["initContainers"]] == ["unpack"]
@@ -110,10 +114,34 @@ def test_pod_runs_as_the_trainer_images_user() -> None:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-def test_trainer_image_is_tagged_with_the_chiml_version() -> None:
-    assert jobs.trainer_image() == f"ghcr.io/chiml-project/trainer:{chiml.__version__}"
-    assert jobs.job_object(make_job(image="registry.example/t:1"))["spec"]["template"]["spec"]["containers"][0][
-        "image"] == "registry.example/t:1"
+def test_credentials_reach_the_pod_only_as_secret_references() -> None:
+    job = jobs.job_object(make_job(env={"URL": "postgresql://$(AWS_ACCESS_KEY_ID)@db:5432/x"}))
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    # listed first, so that later values may refer to them as $(NAME), as Kubernetes expands them
+    assert env[0] == {"name": "AWS_ACCESS_KEY_ID",
+                      "valueFrom": {"secretKeyRef": {"name": "chiml-s3", "key": "AWS_ACCESS_KEY_ID"}}}
+    assert env[1]["name"] == "URL"
+
+
+def test_trainer_image_comes_from_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chiml.lifecycle.cluster import trainer_image
+
+    monkeypatch.delenv("CHIML_IMAGE_REGISTRY", raising=False)
+    catalog = load_catalog()
+    assert trainer_image(None, 0) == catalog.ref("trainer") == f"ghcr.io/chiml-project/trainer:{chiml.__version__}"
+    # a GPU pod gets the CUDA build of torch: the catalog's `cuda` variant
+    assert "cuda" in catalog.get("trainer").variants[0].name
+    assert trainer_image(None, 1) == catalog.ref("trainer", "cuda")
+    assert trainer_image("registry.example/t:1", 1) == "registry.example/t:1"
+
+
+def test_indexed_job_for_parallel_workers_fails_at_once_on_a_configuration_error() -> None:
+    spec = jobs.job_object(make_job(workers=4, retries=6, fatal_exit_codes=(2,), container="worker"))["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
+    assert spec["backoffLimit"] == 6
+    (rule,) = spec["podFailurePolicy"]["rules"]
+    assert rule == {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In", "values": [2]}}
+    validate(jobs.job_object(make_job(workers=4, retries=6, fatal_exit_codes=(2,), container="worker")))
 
 
 def test_config_map_holds_the_code_and_is_owned_by_the_job() -> None:
@@ -124,18 +152,46 @@ def test_config_map_holds_the_code_and_is_owned_by_the_job() -> None:
         "apiVersion": "batch/v1", "kind": "Job", "name": train.name, "uid": "uid-1", "blockOwnerDeletion": False}
     volume = jobs.job_object(train)["spec"]["template"]["spec"]["volumes"][0]
     assert volume["configMap"]["name"] == cm["metadata"]["name"]
+    # no code and no files: no ConfigMap at all
+    assert [o["kind"] for o in jobs.objects(make_job(code=None))] == ["Job"]
 
 
 # ----------------------------------------------------------------- the in-cluster MLflow address
 def test_in_cluster_mlflow_uri_comes_from_the_release_and_its_values(helm_dir: Path) -> None:
     release = load_releases(helm_dir).get("mlflow")
     values = yaml.safe_load((helm_dir / "values" / release.values).read_text())
-    port = (values.get("service") or {}).get("port", jobs.MLFLOW_CHART_DEFAULT_PORT)
-    assert jobs.in_cluster_mlflow_uri(helm_dir, "team-a") == f"http://{release.name}.team-a.svc:{port}"
+    port = (values.get("service") or {}).get("port", incluster.MLFLOW_CHART_DEFAULT_PORT)
+    assert incluster.mlflow_uri(helm_dir, "team-a") == f"http://{release.name}.team-a.svc:{port}"
     # change the values file: the address follows
     values["service"] = {"port": 5555}
     (helm_dir / "values" / release.values).write_text(yaml.safe_dump(values))
-    assert jobs.in_cluster_mlflow_uri(helm_dir, "team-a") == f"http://{release.name}.team-a.svc:5555"
+    assert incluster.mlflow_uri(helm_dir, "team-a") == f"http://{release.name}.team-a.svc:5555"
+
+
+def test_optuna_database_is_the_one_optuna_dashboard_reads(helm_dir: Path) -> None:
+    values = yaml.safe_load((helm_dir / "values" / "optuna-dashboard.yaml").read_text())["storage"]
+    chart = yaml.safe_load((helm_dir / "charts" / "optuna-dashboard" / "values.yaml").read_text())["storage"]
+    db = incluster.optuna_database(helm_dir, "team-a")
+    assert db.host == f"{values['host']}.team-a.svc" and db.port == chart["port"]
+    assert db.database == values["database"]
+    assert db.password == incluster.SecretKey(values["existingSecret"], chart["passwordKey"])
+    # the role's Secret is the one `chiml up` generates and CloudNativePG reads
+    from chiml.kube.secrets import OPTUNA_PG_SECRET
+
+    assert db.username.secret == OPTUNA_PG_SECRET
+    doc = yaml.safe_load((helm_dir / "values" / "optuna-dashboard.yaml").read_text())
+    doc["storage"].update(port=6543, existingSecret="other-secret")
+    (helm_dir / "values" / "optuna-dashboard.yaml").write_text(yaml.safe_dump(doc))
+    moved = incluster.optuna_database(helm_dir, "team-a")
+    assert (moved.port, moved.password.secret) == (6543, "other-secret")
+
+
+def test_tensorboard_log_root_is_the_one_the_clusters_tensorboard_watches(helm_dir: Path) -> None:
+    values = yaml.safe_load((helm_dir / "values" / "tensorboard.yaml").read_text())["logdir"]
+    logs = incluster.tensorboard_logs(helm_dir, "team-a")
+    assert logs.uri == values["uri"] and logs.uri.startswith("s3://")
+    assert logs.endpoint == values["s3Endpoint"].replace("${namespace}", "team-a")
+    assert logs.access_key.secret == values["existingSecret"]
 
 
 # ----------------------------------------------------------------- code packaging
@@ -238,3 +294,52 @@ def test_api_errors_become_one_line() -> None:
         JobApi(core=None, batch=Batch()).create_job("chiml", jobs.job_object(make_job()))
     assert err.value.message == (
         'create Job train-digits-abc123: jobs.batch is forbidden: User "u" cannot create resource "jobs"')
+
+
+# ----------------------------------------------------------------- the fake Job controller, as the real one behaves
+def _controller(script: str, exit_code: int = 0) -> tuple[FakeCoreV1Api, FakeBatchV1Api]:
+    from tests.kube.fake_kube import PodScript
+
+    core = FakeCoreV1Api()
+    core.namespaces["chiml"] = None  # type: ignore[assignment]
+    core.add_node("node-0")
+    return core, FakeBatchV1Api(core, PodScript(script, exit_code=exit_code))
+
+
+def _settle(batch: FakeBatchV1Api, name: str, reads: int = 12) -> dict:
+    for _ in range(reads):
+        batch.read_namespaced_job(name, "chiml")
+    return batch.jobs[("chiml", name)]
+
+
+def test_fake_indexed_job_runs_one_pod_per_index_and_completes() -> None:
+    core, batch = _controller("succeeded")
+    batch.create_namespaced_job("chiml", jobs.job_object(make_job(workers=3, code=None)))
+    job = _settle(batch, "train-digits-abc123")
+    indexes = sorted(e["pod"]["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+                     for e in core.job_pods.values())
+    assert indexes == ["0", "1", "2"]
+    env = core.job_pods[next(iter(core.job_pods))]["pod"]["spec"]["containers"][0]["env"]
+    assert env[0]["name"] == "JOB_COMPLETION_INDEX"  # the controller's own variable, from the annotation
+    assert job["status"]["completedIndexes"] == "0,1,2" and job["status"]["succeeded"] == 3
+    assert [c["type"] for c in job["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+
+
+def test_fake_job_replaces_failed_pods_until_the_backoff_limit() -> None:
+    core, batch = _controller("failed", exit_code=1)
+    batch.create_namespaced_job("chiml", jobs.job_object(make_job(workers=2, retries=2, code=None)))
+    job = _settle(batch, "train-digits-abc123", reads=20)
+    # both first pods fail, both are replaced (2 failures: not over backoffLimit 2), both fail again
+    assert job["status"]["failed"] == 4 and len(core.job_pods) == 4
+    assert job["status"]["conditions"][-1]["reason"] == "BackoffLimitExceeded"
+    assert job["status"]["active"] == 0
+
+
+def test_fake_job_fails_at_once_on_a_pod_failure_policy_exit_code() -> None:
+    _, batch = _controller("failed", exit_code=2)
+    batch.create_namespaced_job("chiml", jobs.job_object(make_job(workers=2, retries=6, fatal_exit_codes=(2,),
+                                                                  code=None)))
+    job = _settle(batch, "train-digits-abc123")
+    assert job["status"]["conditions"][-1]["reason"] == "PodFailurePolicy"
+    assert "exit code 2 matching FailJob rule" in job["status"]["conditions"][-1]["message"]
+    assert job["status"]["failed"] <= 2  # no retries

@@ -9,6 +9,7 @@ local platform is in ``test_walkthrough_e2e.py``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,12 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from chiml.config import ChimlConfig
 from tests.conftest import free_port
+
+if TYPE_CHECKING:
+    from chiml.local.postgres import ManagedPostgres
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -94,3 +99,35 @@ def scripts(tmp_path: Path) -> Path:
     folder = tmp_path / "scripts"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedPostgres]:
+    """A real PostgreSQL server on 127.0.0.1 with the `optuna` database (chiml's own managed
+    cluster, as the local profile runs it), standing in for the cluster's CloudNativePG."""
+    from chiml.config import load_config
+    from chiml.local.postgres import ManagedPostgres
+    from tests.conftest import write_local_config
+
+    folder = tmp_path_factory.mktemp("postgres")
+    saved = os.environ.pop("CHIML_HOME", None)
+    try:
+        server = ManagedPostgres(load_config(write_local_config(folder, database="postgresql")))
+    finally:
+        if saved is not None:
+            os.environ["CHIML_HOME"] = saved
+    server.init()
+    program = server.program()
+    command = ["runuser", "-u", program.user, "--", *program.command] if program.user else program.command
+    log = (folder / "postgres.log").open("wb")
+    process = subprocess.Popen(command, cwd=program.directory, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        server.create_databases()
+        yield server
+    finally:
+        os.killpg(process.pid, 2)  # SIGINT to runuser and the server: PostgreSQL's fast shutdown
+        process.wait(timeout=60)
+        log.close()
+        if not str(server.data_dir).startswith(str(folder)):
+            shutil.rmtree(server.data_dir.parent, ignore_errors=True)

@@ -12,53 +12,28 @@ import io
 import json
 import os
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client import V1Namespace, V1ObjectMeta
 from typer.testing import CliRunner
 
 from chiml.config import ChimlConfig
 from chiml.errors import ChimlError
-from chiml.kube import jobs
-from chiml.kube.jobapi import JobApi
+from chiml.kube import incluster, jobs
 from chiml.lifecycle import mlflow_client
-from chiml.lifecycle.remote import ClusterSite, RemoteRunFailed, run_on_cluster
+from chiml.lifecycle.cluster import ClusterSite
+from chiml.lifecycle.remote import RemoteRunFailed, run_on_cluster
 from chiml.lifecycle.train import run_training, select_devices
-from tests.kube.fake_kube import FakeBatchV1Api, FakeCoreV1Api, PodScript
+from tests.kube.fake_kube import PodScript
 from tests.kube.schemas import validate
-from tests.kube.test_jobs import terraform_gpu_labels
 
 from .conftest import REPO, LifecyclePlatform
+from .kube_cluster import HELM, NAMESPACE, Cluster, on_the_laptop, service_routes
 
-NAMESPACE = "chiml"
 LOGS = "epoch 1 loss 0.5\nepoch 2 loss 0.25\n"
-
-
-class Cluster:
-    """The fake API server with a namespace, and the JobApi chiml talks to it through."""
-
-    def __init__(self, script: PodScript, gpu_nodes: int = 0) -> None:
-        self.core = FakeCoreV1Api()
-        self.core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=NAMESPACE)))
-        self.core.add_node("node-0", labels={"chiml.io/role": "agent"})
-        for i in range(gpu_nodes):
-            self.core.add_node(f"gpu-{i}", labels=terraform_gpu_labels(), gpus=1)
-        self.batch = FakeBatchV1Api(self.core, script)
-        self.api = JobApi(core=self.core, batch=self.batch, host="https://203.0.113.7:6443")
-        self.site = ClusterSite(
-            api=self.api,
-            namespace=NAMESPACE,
-            mlflow_uri=jobs.in_cluster_mlflow_uri(REPO / "helm", NAMESPACE),
-            tensorboard_logdir="s3://chiml-artifacts/tensorboard",
-        )
-
-    def assert_nothing_left(self) -> None:
-        assert self.batch.jobs == {}
-        assert self.core.job_pods == {}
-        assert self.core.config_maps == {}
 
 
 @pytest.fixture
@@ -91,11 +66,16 @@ def test_success_streams_logs_and_cleans_up(platform: LifecyclePlatform, project
     # the Job was schema-valid (the fake validates), ran the script with the in-cluster MLflow
     (job,) = cluster.batch.created
     container = job["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == cluster.site.mlflow_uri != platform.tracking_uri
     assert env["MLFLOW_RUN_ID"] == result.run_id
     assert json.loads(env["CHIML_PARAMS"]) == {"epochs": 2}
-    assert env["CHIML_TB_LOGDIR"].startswith("s3://chiml-artifacts/tensorboard/")
+    # TensorBoard events go to the S3 log root the cluster's TensorBoard watches, with its keys
+    logs = incluster.tensorboard_logs(HELM, NAMESPACE)
+    assert env["CHIML_TB_LOGDIR"].startswith(logs.uri + "/") and env["S3_ENDPOINT"] == logs.endpoint
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs["AWS_SECRET_ACCESS_KEY"] == {"name": logs.secret_key.secret, "key": logs.secret_key.key}
+    assert container["command"] == ["python", "-m", "chiml.lifecycle.supervise"]
     assert container["args"] == ["train.py"]
     # the code went along, unpackable where the pod looks for it
     (cm,) = cluster.core.created_config_maps
@@ -233,8 +213,9 @@ def test_code_over_the_limit_fails_before_any_run_exists(platform: LifecyclePlat
 
 
 def test_dry_run_builds_valid_objects_without_contacting_anything(project: Path) -> None:
-    site = ClusterSite(api=None, namespace=NAMESPACE, mlflow_uri="http://mlflow.chiml.svc:5000",
-                       tensorboard_logdir="s3://chiml-artifacts/tensorboard")
+    site = ClusterSite(api=None, namespace=NAMESPACE, mlflow_uri=incluster.mlflow_uri(HELM, NAMESPACE),
+                       logs=incluster.tensorboard_logs(HELM, NAMESPACE),
+                       optuna=incluster.optuna_database(HELM, NAMESPACE))
 
     class Unreachable:  # any use of the tracking server fails the test
         config = ChimlConfig()
@@ -263,8 +244,8 @@ def test_cli_dry_run_prints_yaml_or_json(tmp_path: Path, project: Path, monkeypa
     assert [o["kind"] for o in objects] == ["Job", "ConfigMap"]
     pod = objects[0]["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-    assert env["MLFLOW_TRACKING_URI"] == jobs.in_cluster_mlflow_uri(REPO / "helm", "chiml")
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == incluster.mlflow_uri(REPO / "helm", "chiml")
     as_yaml = runner.invoke(app, args)
     assert as_yaml.exit_code == 0, as_yaml.output
     assert [d["kind"] for d in yaml.safe_load_all(as_yaml.stdout)] == ["Job", "ConfigMap"]
@@ -299,3 +280,106 @@ def test_local_profile_refuses_cluster_only_flags(platform: LifecyclePlatform, s
     (scripts / "t.py").write_text("pass\n")
     with pytest.raises(ChimlError, match="--dry-run is for cluster profiles"):
         run_training(platform, str(scripts / "t.py"), {}, dry_run=True, cwd=scripts)
+
+
+# ----------------------------------------------------------------- pods that really run (the fake kubelet's processes)
+SCRIPT = """\
+from chiml import tracking as ct
+p = ct.params(epochs=1, lr=0.1)
+for epoch in range(p["epochs"]):
+    ct.log_metrics(step=epoch, loss=1.0 / (epoch + 1))
+    print(f"epoch {epoch}", flush=True)
+"""
+
+
+def test_the_pod_runs_the_script_and_closes_its_own_run(platform: LifecyclePlatform, project: Path) -> None:
+    (project / "train.py").write_text(SCRIPT)
+    cluster = Cluster(PodScript("process"), services=service_routes(platform.tracking_uri))
+    lines: list[str] = []
+    with on_the_laptop() as attempts:
+        result = run(platform, cluster, project, lines)
+    assert attempts == []
+    assert result.status == "FINISHED", "".join(lines)
+    assert [line for line in lines if line.startswith("epoch")] == ["epoch 0\n", "epoch 1\n"], lines
+    cluster.assert_nothing_left()
+    client = mlflow_client.client(platform.tracking_uri)
+    info = client.get_run(result.run_id)
+    assert info.data.params["epochs"] == "2" and info.data.metrics["loss"] == 0.5
+    # the pod's supervisor stored the output itself (a detached run keeps its output too)
+    stdout = Path(client.download_artifacts(result.run_id, "logs/stdout.txt")).read_text()
+    assert "epoch 1" in stdout
+    assert not (project / "s3:").exists()
+
+
+def test_a_detached_pod_closes_its_run_with_nobody_watching(platform: LifecyclePlatform, project: Path) -> None:
+    (project / "train.py").write_text("import sys\nprint('bad data', file=sys.stderr)\nsys.exit(4)\n")
+    cluster = Cluster(PodScript("process"), services=service_routes(platform.tracking_uri))
+    result = run(platform, cluster, project, detach=True)
+    assert result.status == "RUNNING"
+    ((_, name),) = cluster.batch.jobs
+    deadline = time.monotonic() + 60
+    while not (cluster.api.read_job(NAMESPACE, name) or {}).get("status", {}).get("failed"):
+        assert time.monotonic() < deadline, "the pod did not end"
+        time.sleep(0.2)
+    info = mlflow_run(platform, result.run_id)
+    assert info.info.status == "FAILED" and info.data.tags["chiml.exit_code"] == "4"
+    cluster.batch.delete_namespaced_job(name, NAMESPACE, propagation_policy="Background")
+    cluster.assert_nothing_left()
+
+
+def test_ctrl_c_stops_a_running_pod_and_the_run_is_killed(platform: LifecyclePlatform, project: Path) -> None:
+    (project / "train.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    cluster = Cluster(PodScript("process"), services=service_routes(platform.tracking_uri))
+    created: list[str] = []
+
+    def interrupt(stream: str, line: str) -> None:
+        if line.startswith("started"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_on_cluster(platform, str(project / "train.py"), {}, site=cluster.site, poll=0, echo=interrupt,
+                       on_start=lambda run_id, url: created.append(run_id))
+    cluster.assert_nothing_left()
+    assert mlflow_run(platform, created[0]).info.status == "KILLED"
+
+
+@pytest.mark.parametrize(
+    ("command", "kinds"),
+    [
+        (["tune", "{script}", "--trials", "8", "--workers", "3", "--gpus", "1"], ["Job", "ConfigMap"]),
+        (["optimize", "models:/digits@production", "--target", "auto"], ["Job", "ConfigMap"] * 3),
+    ],
+)
+def test_cli_dry_run_of_tune_and_optimize(tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                          command: list[str], kinds: list[str]) -> None:
+    from chiml.cli.main import app
+
+    monkeypatch.setenv("CHIML_HOME", str(tmp_path / "home"))
+    config = tmp_path / "chiml.yaml"
+    config.write_text(yaml.safe_dump({"profile": "kubernetes", "kubernetes": {"helm_dir": str(REPO / "helm")}}))
+    args = [part.format(script=project / "train.py") for part in command]
+    result = CliRunner().invoke(app, [*args, "--dry-run", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    objects = json.loads(result.stdout)
+    assert [o["kind"] for o in objects] == kinds
+    for obj in objects:
+        validate(obj)
+    if command[0] == "tune":
+        spec = objects[0]["spec"]
+        assert (spec["completionMode"], spec["parallelism"]) == ("Indexed", 3)
+        assert spec["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert "-cuda" in spec["template"]["spec"]["containers"][0]["image"]
+
+
+def test_local_tune_deals_the_visible_gpus_to_its_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chiml.errors import NotSupportedError
+    from chiml.lifecycle.tune import worker_devices
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    assert worker_devices(1, 4) == ["4", "5", "6", "4"]
+    assert worker_devices(2, 2) == ["4,5", "6,4"]
+    assert worker_devices(0, 2) == []  # hidden
+    assert worker_devices(None, 2) is None  # left as they are
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(NotSupportedError, match="no GPU is visible"):
+        worker_devices(1, 2)

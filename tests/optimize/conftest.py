@@ -61,7 +61,8 @@ def platform(mlflow_uri: str, chiml_home: Path) -> SimpleNamespace:
     """What the optimize pipeline needs of a Platform: tracking URI, home and config."""
     from chiml.config import ChimlConfig
 
-    return SimpleNamespace(tracking_uri=mlflow_uri, tracking_credentials=dict, home=chiml_home, config=ChimlConfig())
+    return SimpleNamespace(tracking_uri=mlflow_uri, tracking_credentials=dict, home=chiml_home, config=ChimlConfig(),
+                           profile=SimpleNamespace(name="local"))
 
 
 @pytest.fixture(scope="session")

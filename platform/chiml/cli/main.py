@@ -22,6 +22,7 @@ from chiml.cli import (
     optimize,
     platform,
     predict,
+    runs,
     train,
     tune,
 )
@@ -34,6 +35,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     platform,
     train,
     tune,
+    runs,
     models,
     optimize,
     deploy,

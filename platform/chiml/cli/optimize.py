@@ -59,18 +59,28 @@ def optimize_command(
     atol: Annotated[float | None, typer.Option(help="gate: absolute tolerance")] = None,
     rtol: Annotated[float | None, typer.Option(help="gate: relative tolerance")] = None,
     min_top1: Annotated[float | None, typer.Option(help="gate: minimum top-1 agreement for classifiers")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="cluster profiles: print the Jobs (one per runtime; YAML, --json: a "
+                                             "list), create nothing")
+    ] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Compile MODEL_URI for each runtime, check its answers, benchmark it and record the fastest.
 
-    Every candidate runs in its own process with the same thread count; one whose outputs differ from the original beyond the tolerance is rejected with the numbers. The result (artifacts, table, plot, metrics) is an MLflow run linked to the model version; `chiml deploy MODEL_URI --runtime auto` serves the winner.
+    Every candidate runs in its own process with the same thread count (on a cluster: in a Job on the node class that serves it, with its serving pod's resources); one whose outputs differ from the original beyond the tolerance is rejected with the numbers. The result (artifacts, table, plot, metrics) is an MLflow run linked to the model version; `chiml deploy MODEL_URI --runtime auto` serves the winner.
     """  # noqa: E501 (typer reflows the paragraph; a hard-wrapped docstring shows ragged in --help)
+    from chiml.cli.endpoints import print_objects
     from chiml.optimize.deepsparse_env import LICENCE_NOTE
-    from chiml.optimize.pipeline import optimize
 
     platform = connect(ctx)
+    if dry_run:
+        objects = platform.optimize(model_uri, target, dry_run=True, objective=objective,
+                                    allow_deepsparse=allow_deepsparse, int8=int8, batches=_batches(batch_sizes),
+                                    threads=threads, budget_s=budget)
+        print_objects(objects, json_out)
+        return
     wants_deepsparse = target == "deepsparse" or (
         target == "auto" and (allow_deepsparse if allow_deepsparse is not None
                               else platform.config.optimize.allow_deepsparse))
@@ -82,9 +92,9 @@ def optimize_command(
             if not json_out:
                 console.print(f"[dim]· {message}[/]", highlight=False)
 
-        report = optimize(platform, model_uri, target, objective=objective, allow_deepsparse=allow_deepsparse,
-                          int8=int8, sample=sample, batches=_batches(batch_sizes), threads=threads,
-                          budget_s=budget, atol=atol, rtol=rtol, min_top1=min_top1, step=step)
+        report = platform.optimize(model_uri, target, objective=objective, allow_deepsparse=allow_deepsparse,
+                                   int8=int8, sample=sample, batches=_batches(batch_sizes), threads=threads,
+                                   budget_s=budget, atol=atol, rtol=rtol, min_top1=min_top1, step=step)
     if json_out:
         print_json(report.to_json())
     else:

@@ -62,7 +62,8 @@ def train(
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="stop the script after this many seconds")] = None,
     detach: Annotated[
-        bool, typer.Option("--detach", help="cluster profiles: return once the Job is created")
+        bool, typer.Option("--detach", "-d", help="return the run id once the run started; follow it with "
+                                                 "`chiml runs logs RUN_ID -f`")
     ] = False,
     dry_run: Annotated[
         bool,
@@ -77,7 +78,8 @@ def train(
     """Run TARGET as a tracked run: MLflow run + TensorBoard dir + params wired in, output captured.
 
     Prints the run id and its MLflow URL; exits with the script's exit status. On the kubernetes
-    and chameleon profiles the script runs as a Kubernetes Job on the cluster.
+    and chameleon profiles the script runs as a Kubernetes Job on the cluster (--dry-run prints
+    it instead).
     """
     platform = connect(ctx)
 
@@ -113,7 +115,9 @@ def train(
         if json_out:
             print_json(result.to_json())
         else:
-            console.print(f"run {result.run_id} submitted: {result.run_url}", highlight=False, soft_wrap=True)
+            console.print(f"run {result.run_id} started: {result.run_url}", highlight=False, soft_wrap=True)
+            err_console.print(f"follow it with `chiml runs logs {result.run_id} -f`, stop it with "
+                              f"`chiml runs cancel {result.run_id}`", highlight=False, soft_wrap=True)
         return
     if json_out:
         print_json(result.to_json())

@@ -8,6 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chiml.cli.common import ConfigOption, JsonOption, ProfileOption, connect, console, err_console, print_json
+from chiml.cli.endpoints import print_objects
 from chiml.cli.train import ExperimentOption, ParamOption, parse_params
 
 
@@ -53,6 +54,16 @@ def tune(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="sampler seed (worker i uses seed+i)")] = None,
     timeout: Annotated[float | None, typer.Option(help="start no new trial after this many seconds")] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option("--gpus", min=0, help="GPUs per worker: on a cluster nvidia.com/gpu on a GPU node, locally "
+                                           "devices dealt out to the workers (0 hides them)"),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="cluster profiles: print the Kubernetes objects (YAML; --json: a list), "
+                                       "create nothing"),
+    ] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
     json_out: JsonOption = False,
@@ -60,10 +71,18 @@ def tune(
     """Tune TARGET: search spaces come from ct.params(...), fixed values from --param.
 
     The study lives in the platform's Optuna storage (see it in optuna-dashboard); each trial is an
-    MLflow child run of the study's run; the best trial's model is logged.
+    MLflow child run of the study's run; the best trial's model is logged. On the kubernetes and
+    chameleon profiles the workers are pods of one Kubernetes Job.
     """
 
     platform = connect(ctx)
+    if dry_run:
+        objects = platform.tune(target, trials=trials, workers=workers, study_name=study, metric=metric,
+                                direction=direction, sampler=sampler, pruner=pruner, params=parse_params(param),
+                                experiment=experiment, threads_per_worker=threads, seed=seed, timeout=timeout,
+                                args=args or [], gpus=gpus, dry_run=True)
+        print_objects(objects, json_out)
+        return
     progress = Progress(
         TextColumn("[bold]tuning[/]"),
         BarColumn(),
@@ -101,6 +120,7 @@ def tune(
             seed=seed,
             timeout=timeout,
             args=args or [],
+            gpus=gpus,
             progress=update,
         )
     if json_out:

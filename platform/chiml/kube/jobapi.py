@@ -67,32 +67,52 @@ class JobApi:
             missing_ok=True,
         )
 
-    def job_pod(self, namespace: str, job_name: str) -> Any:
-        """The Job's pod (newest first if several), or None before the controller made one."""
+    def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        jobs = self._call("list Jobs", self.batch.list_namespaced_job, namespace, label_selector=label_selector)
+        return [_as_dict(job) for job in jobs.items]
+
+    def job_pods(self, namespace: str, job_name: str) -> list[Any]:
+        """The Job's pods, oldest first (a replaced pod stays listed until the Job goes)."""
         pods = self._call(
             f"list pods of Job {job_name}",
             self.core.list_namespaced_pod,
             namespace,
             label_selector=f"batch.kubernetes.io/job-name={job_name}",
         ).items
-        if not pods:
-            return None
-        return sorted(pods, key=lambda p: str(p.metadata.creation_timestamp or ""))[-1]
+        return sorted(pods, key=lambda p: (str(p.metadata.creation_timestamp or ""), p.metadata.name))
 
-    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
-        """The container's log, line by line, until the container exits (``follow=True``)."""
+    def job_pod(self, namespace: str, job_name: str) -> Any:
+        """The Job's newest pod, or None before the controller made one."""
+        pods = self.job_pods(namespace, job_name)
+        return pods[-1] if pods else None
+
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        """What the container has logged so far ("" when it never started)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return str(self.core.read_namespaced_pod_log(pod, namespace, container=container))
+        except ApiException as err:
+            if err.status in (400, 404):  # not started yet, or gone
+                return ""
+            raise ChimlError(f"read log of pod {pod}: {api_error_message(err)}") from None
+
+    def stream_pod_log(self, namespace: str, pod: str, container: str, follow: bool = True) -> Iterator[str]:
+        """The container's log, line by line, until the container exits (``follow``) or up to now."""
         response = self._call(
             f"read log of pod {pod}",
             self.core.read_namespaced_pod_log,
             pod,
             namespace,
             container=container,
-            follow=True,
+            follow=follow,
             _preload_content=False,
         )
         try:
             pending = b""
-            for chunk in response.stream(4096):
+            # read1: whatever has arrived, at once; read()/stream() would wait for a full buffer on a
+            # response that is not chunked, holding back the lines of a quiet run
+            while chunk := response.read1(4096):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:

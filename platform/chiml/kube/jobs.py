@@ -1,15 +1,19 @@
-"""The Kubernetes objects of a training run on a cluster: a ConfigMap with the code, a batch/v1 Job.
+"""The Kubernetes objects of chiml's work on a cluster: batch/v1 Jobs and the ConfigMap they read.
 
 Plain dicts (what ``kubectl apply`` takes and ``--dry-run`` prints); the kubernetes client sends
-dicts unchanged. The code travels as a gzipped tar in the ConfigMap's ``binaryData``: an init
-container (the trainer image) unpacks it into an ``emptyDir`` at the working directory, then the
-trainer container runs ``python -m chiml.lifecycle.runner SCRIPT ARGS...``, exactly the command
-``chiml train`` runs locally. No S3 upload is needed, so a run leaves nothing behind but the Job,
-whose garbage collection removes the ConfigMap too (the ConfigMap is owned by the Job).
+dicts unchanged. One builder serves every kind of work: a training run (one pod), a tuning
+study (an Indexed Job, one pod per worker) and an optimize benchmark (one pod per runtime).
+
+The user's code travels as a gzipped tar in the ConfigMap's ``binaryData``: an init container
+(the Job's own image) unpacks it into an ``emptyDir`` at the working directory. No S3 upload is
+needed, so a run leaves nothing behind but the Job, whose garbage collection removes the
+ConfigMap too (the ConfigMap is owned by the Job). Credentials reach pods only as
+``secretKeyRef`` env vars: a printed or stored Job never holds a password.
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import io
 import tarfile
@@ -17,23 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import chiml
 from chiml.cluster import GPU_NODE_LABEL, GPU_RESOURCE
-from chiml.errors import ChimlError
-from chiml.kube.releases import load_releases
-from chiml.kube.values import RenderContext, load_values
+from chiml.errors import InvalidInputError
+from chiml.kube.incluster import SecretKey
 
-# The trainer image (services/trainer/Dockerfile), tagged with the chiml version it carries.
-# One parameter on purpose: image names are being centralised; callers pass ``image=``.
-TRAINER_REPOSITORY = "ghcr.io/chiml-project/trainer"
 # The user of the trainer image (services/trainer/Dockerfile: uid/gid 10001).
 TRAINER_UID = 10001
 
 # The RuntimeClass k3s creates when it finds the NVIDIA container runtime.
 GPU_RUNTIME_CLASS = "nvidia"
-
-# The community MLflow chart's service port when values leave `service.port` unset (chart 1.11.5).
-MLFLOW_CHART_DEFAULT_PORT = 5000
 
 CODE_KEY = "code.tar.gz"
 CODE_MOUNT = "/chiml/code"
@@ -46,32 +42,12 @@ DEPS_DIR = f"{WORKDIR}/.chiml-deps"
 ALWAYS_IGNORED = (".git/", "__pycache__/", "*.pyc", ".venv/", "venv/", ".ipynb_checkpoints/", "mlruns/")
 
 MANAGED_LABELS = {"app.kubernetes.io/part-of": "chiml", "app.kubernetes.io/managed-by": "chiml"}
+MANAGED_SELECTOR = ",".join(f"{key}={value}" for key, value in MANAGED_LABELS.items())
 KIND_LABEL = "chiml.io/kind"
 RUN_LABEL = "chiml.io/run-id"
-
-
-def trainer_image(version: str | None = None) -> str:
-    """``ghcr.io/chiml-project/trainer:<chiml version>``."""
-    return f"{TRAINER_REPOSITORY}:{version or chiml.__version__}"
-
-
-def in_cluster_mlflow_uri(helm_dir: Path, namespace: str) -> str:
-    """MLflow's Service as pods reach it, from helm/releases.yaml and helm/values/mlflow.yaml.
-
-    The chart names its Service after the release (the release name contains the chart name)
-    and listens on ``service.port``; the namespace is the release's. No basic auth in-cluster:
-    the auth middleware sits on the ingress only.
-    """
-    releases = load_releases(helm_dir)
-    release = releases.get("mlflow")
-    ns = release.namespace_for(namespace)
-    context = RenderContext(
-        namespace=namespace, ingress_domain="unused", ingress_scheme="http", ingress_class="unused", storage_class="-"
-    )
-    values = load_values(releases.values_path(release), context)
-    port = int((values.get("service") or {}).get("port") or MLFLOW_CHART_DEFAULT_PORT)
-    name = values.get("fullnameOverride") or release.name
-    return f"http://{name}.{ns}.svc:{port}"
+# The Job controller's labels on its pods (Kubernetes >= 1.27 writes both spellings).
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 
 # ----------------------------------------------------------------- code packaging
@@ -105,7 +81,7 @@ def _ignored(rel: PurePosixPath, is_dir: bool, patterns: list[str]) -> bool:
 def package_folder(folder: Path, limit: int) -> bytes:
     """The folder as a reproducible tar.gz (sorted, mtime 0, owner-neutral), honouring .chimlignore.
 
-    Raises one ChimlError naming the size and the biggest files when the archive exceeds ``limit``.
+    Raises one InvalidInputError naming the size and the biggest files when the archive exceeds ``limit``.
     """
     folder = folder.resolve()
     patterns = _ignore_patterns(folder)
@@ -137,7 +113,7 @@ def package_folder(folder: Path, limit: int) -> bytes:
     if len(data) > limit:
         biggest = sorted(files, key=lambda f: f[1].stat().st_size, reverse=True)[:3]
         names = ", ".join(f"{rel} ({path.stat().st_size // 1024} KiB)" for rel, path in biggest)
-        raise ChimlError(
+        raise InvalidInputError(
             f"{folder} packs to {len(data) // 1024} KiB, over the {limit // 1024} KiB limit for code sent to "
             f"the cluster (largest: {names})",
             hint=f"list data and outputs in {folder / IGNORE_FILE} (gitignore patterns) and read data from S3",
@@ -153,56 +129,79 @@ def packed_files(code: bytes) -> list[str]:
 
 # ----------------------------------------------------------------- objects
 @dataclass
-class TrainJob:
-    """Everything a training Job is built from."""
+class JobPlan:
+    """Everything one chiml Job is built from."""
 
     name: str
     namespace: str
-    script: str  # path relative to the packaged folder (or module:function)
-    code: bytes
-    env: dict[str, str]
+    kind: str  # train | tune | optimize (the chiml.io/kind label)
     image: str
+    command: list[str]
     args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    # env vars from Secrets; listed first, so that ``env`` values may refer to them as $(NAME)
+    secret_env: dict[str, SecretKey] = field(default_factory=dict)
+    code: bytes | None = None  # the packaged folder, unpacked into WORKDIR before the container starts
+    files: dict[str, str] = field(default_factory=dict)  # text files mounted read-only under CODE_MOUNT
+    requirements: bool = False  # the package has a requirements.txt at its top
+    container: str = "train"
     gpus: int = 0
     cpu: str = "1"
     memory: str = "4Gi"
     cpu_limit: str | None = None
     timeout: float | None = None
     ttl_seconds: int = 3600
-    requirements: bool = False  # the package has a requirements.txt at its top
+    workers: int = 1  # > 1: an Indexed Job, one pod per index (JOB_COMPLETION_INDEX)
+    retries: int = 0  # backoffLimit: pods that may fail before the Job does (0: never retried)
+    fatal_exit_codes: tuple[int, ...] = ()  # exit codes that fail the whole Job at once (podFailurePolicy)
+    run_as: int | None = TRAINER_UID  # None: the image's own (non-root) user
     labels: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def config_map_name(self) -> str:
+        return f"{self.name}-code"
 
-def _labels(job: TrainJob) -> dict[str, str]:
-    return {**MANAGED_LABELS, KIND_LABEL: "train", **job.labels}
+    @property
+    def has_config_map(self) -> bool:
+        return self.code is not None or bool(self.files)
 
 
-def config_map(job: TrainJob, owner_uid: str | None = None) -> dict[str, Any]:
+def _labels(job: JobPlan) -> dict[str, str]:
+    return {**MANAGED_LABELS, KIND_LABEL: job.kind, **job.labels}
+
+
+def config_map(job: JobPlan, owner_uid: str | None = None) -> dict[str, Any]:
     """The code ConfigMap; owned by the Job once its uid is known, so it goes when the Job goes."""
-    import base64
-
-    metadata: dict[str, Any] = {"name": f"{job.name}-code", "namespace": job.namespace, "labels": _labels(job)}
+    metadata: dict[str, Any] = {"name": job.config_map_name, "namespace": job.namespace, "labels": _labels(job)}
     if owner_uid:
         metadata["ownerReferences"] = [
             {"apiVersion": "batch/v1", "kind": "Job", "name": job.name, "uid": owner_uid, "blockOwnerDeletion": False}
         ]
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata,
-        "binaryData": {CODE_KEY: base64.b64encode(job.code).decode("ascii")},
-        "immutable": True,
-    }
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "immutable": True}
+    if job.code is not None:
+        body["binaryData"] = {CODE_KEY: base64.b64encode(job.code).decode("ascii")}
+    if job.files:
+        body["data"] = dict(sorted(job.files.items()))
+    return body
 
 
-def _container_security() -> dict[str, Any]:
-    return {
+def _security(job: JobPlan) -> dict[str, Any]:
+    context: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
-        "runAsUser": TRAINER_UID,
-        "runAsGroup": TRAINER_UID,
     }
+    if job.run_as is not None:
+        context.update(runAsUser=job.run_as, runAsGroup=job.run_as)
+    return context
+
+
+def _env(job: JobPlan) -> list[dict[str, Any]]:
+    secret = [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+        for name, ref in sorted(job.secret_env.items())
+    ]
+    return secret + [{"name": k, "value": v} for k, v in sorted(job.env.items())]
 
 
 # The init container unpacks with Python's tarfile 'data' filter: no absolute paths, no links
@@ -210,80 +209,98 @@ def _container_security() -> dict[str, Any]:
 UNPACK = "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')"
 
 
-def job_object(job: TrainJob) -> dict[str, Any]:
-    """The batch/v1 Job: one pod, never retried, deleted ``ttl_seconds`` after it finishes."""
+def _init_containers(job: JobPlan) -> list[dict[str, Any]]:
+    inits: list[dict[str, Any]] = []
+    if job.code is not None:
+        inits.append({
+            "name": "unpack",
+            "image": job.image,
+            "command": ["python", "-c", UNPACK, f"{CODE_MOUNT}/{CODE_KEY}", WORKDIR],
+            "volumeMounts": [
+                {"name": "code", "mountPath": CODE_MOUNT, "readOnly": True},
+                {"name": "workspace", "mountPath": WORKDIR},
+            ],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+            "securityContext": _security(job),
+        })
+    if job.requirements:
+        # pip of the image's venv, into the workspace; the script finds it on PYTHONPATH
+        inits.append({
+            "name": "requirements",
+            "image": job.image,
+            "command": ["python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+                        "--target", DEPS_DIR, "-r", f"{WORKDIR}/{REQUIREMENTS}"],
+            "env": [{"name": "HOME", "value": "/tmp"}],
+            "volumeMounts": [{"name": "workspace", "mountPath": WORKDIR}, {"name": "tmp", "mountPath": "/tmp"}],
+            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+            "securityContext": _security(job),
+        })
+    return inits
+
+
+def pod_spec(job: JobPlan) -> dict[str, Any]:
+    """The pod template's spec (also what the image tests hand to their pod runner)."""
     resources: dict[str, Any] = {"requests": {"cpu": job.cpu, "memory": job.memory}, "limits": {"memory": job.memory}}
     if job.cpu_limit:
         resources["limits"]["cpu"] = job.cpu_limit
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": TRAINER_UID,
-            "runAsGroup": TRAINER_UID,
-            "fsGroup": TRAINER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "automountServiceAccountToken": False,
-        "initContainers": [
-            {
-                "name": "unpack",
-                "image": job.image,
-                "command": ["python", "-c", UNPACK, f"{CODE_MOUNT}/{CODE_KEY}", WORKDIR],
-                "volumeMounts": [
-                    {"name": "code", "mountPath": CODE_MOUNT, "readOnly": True},
-                    {"name": "workspace", "mountPath": WORKDIR},
-                ],
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-                "securityContext": _container_security(),
-            }
-        ],
-        "containers": [
-            {
-                "name": "train",
-                "image": job.image,
-                "command": ["python", "-m", "chiml.lifecycle.runner"],
-                "args": [job.script, *job.args],
-                "workingDir": WORKDIR,
-                "env": [{"name": k, "value": v} for k, v in sorted(job.env.items())],
-                "resources": resources,
-                "volumeMounts": [{"name": "workspace", "mountPath": WORKDIR}, {"name": "tmp", "mountPath": "/tmp"}],
-                "securityContext": _container_security(),
-            }
-        ],
-        "volumes": [
-            {"name": "code", "configMap": {"name": f"{job.name}-code"}},
-            {"name": "workspace", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
-        ],
-    }
+    env = _env(job)
     if job.requirements:
-        # pip of the trainer image's venv, into the workspace; the script finds it on PYTHONPATH
-        # (the image's own packages stay first in line only for what requirements.txt does not name)
-        pod_spec["initContainers"].append(
-            {
-                "name": "requirements",
-                "image": job.image,
-                "command": ["python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-                            "--target", DEPS_DIR, "-r", f"{WORKDIR}/{REQUIREMENTS}"],
-                "env": [{"name": "HOME", "value": "/tmp"}],
-                "volumeMounts": [{"name": "workspace", "mountPath": WORKDIR}, {"name": "tmp", "mountPath": "/tmp"}],
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-                "securityContext": _container_security(),
-            }
-        )
-        pod_spec["containers"][0]["env"].append({"name": "PYTHONPATH", "value": DEPS_DIR})
+        env.append({"name": "PYTHONPATH", "value": DEPS_DIR})
+    mounts: list[dict[str, Any]] = [{"name": "workspace", "mountPath": WORKDIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    if job.files:
+        mounts.append({"name": "code", "mountPath": CODE_MOUNT, "readOnly": True})
+    security: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if job.run_as is not None:
+        security.update(runAsUser=job.run_as, runAsGroup=job.run_as, fsGroup=job.run_as)
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": security,
+        "automountServiceAccountToken": False,
+        "containers": [{
+            "name": job.container,
+            "image": job.image,
+            "command": list(job.command),
+            "args": list(job.args),
+            "workingDir": WORKDIR,
+            "env": env,
+            "resources": resources,
+            "volumeMounts": mounts,
+            "securityContext": _security(job),
+            # a failed container's last log lines become its termination message: the one-line
+            # error chiml shows, even when the log is gone
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+        "volumes": [{"name": "workspace", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+    }
+    inits = _init_containers(job)
+    if inits:
+        spec["initContainers"] = inits
+    if job.has_config_map:
+        spec["volumes"].insert(0, {"name": "code", "configMap": {"name": job.config_map_name}})
     if job.gpus > 0:
         resources["limits"][GPU_RESOURCE] = str(job.gpus)
-        pod_spec["runtimeClassName"] = GPU_RUNTIME_CLASS
-        pod_spec["nodeSelector"] = {GPU_NODE_LABEL: "true"}
+        spec["runtimeClassName"] = GPU_RUNTIME_CLASS
+        spec["nodeSelector"] = {GPU_NODE_LABEL: "true"}
         # the GPU operator's and NVIDIA's usual taint: tolerate it, harmless where absent
-        pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+        spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    return spec
+
+
+def job_object(job: JobPlan) -> dict[str, Any]:
+    """The batch/v1 Job, deleted ``ttl_seconds`` after it finishes."""
     spec: dict[str, Any] = {
-        "backoffLimit": 0,  # a failed run is not silently retried
+        "backoffLimit": job.retries,  # 0 for a training run: a failed run is not silently retried
         "ttlSecondsAfterFinished": job.ttl_seconds,
-        "template": {"metadata": {"labels": _labels(job)}, "spec": pod_spec},
+        "template": {"metadata": {"labels": _labels(job)}, "spec": pod_spec(job)},
     }
+    if job.workers > 1:
+        spec.update(completionMode="Indexed", completions=job.workers, parallelism=job.workers)
+    if job.fatal_exit_codes:
+        # a configuration error fails every pod the same way: fail the Job at once, not after retries
+        spec["podFailurePolicy"] = {"rules": [{
+            "action": "FailJob",
+            "onExitCodes": {"containerName": job.container, "operator": "In", "values": list(job.fatal_exit_codes)},
+        }]}
     if job.timeout:
         spec["activeDeadlineSeconds"] = max(1, int(job.timeout + 0.999))
     return {
@@ -294,6 +311,6 @@ def job_object(job: TrainJob) -> dict[str, Any]:
     }
 
 
-def objects(train: TrainJob) -> list[dict[str, Any]]:
-    """What a run creates, in creation order (for ``--dry-run``)."""
-    return [job_object(train), config_map(train)]
+def objects(job: JobPlan) -> list[dict[str, Any]]:
+    """What submitting ``job`` creates, in creation order (for ``--dry-run``)."""
+    return [job_object(job), *([config_map(job)] if job.has_config_map else [])]

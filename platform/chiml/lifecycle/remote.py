@@ -1,85 +1,36 @@
 """`chiml train` on a cluster profile: the script runs as a Kubernetes Job, not on the laptop.
 
 The laptop creates the MLflow run (through the ingress, as every client does), packages the
-script's folder into a ConfigMap, and creates a Job whose pod gets the *in-cluster* MLflow URI
-and the run id; nothing on the laptop is handed an in-cluster-only address. The pod's log is
-streamed back through ``echo`` and stored with the run; the pod's final state decides the run's
-status. Whatever happens (failure, Ctrl-C, timeout) the Job, its pod and the ConfigMap are
-deleted before returning, unless ``detach`` asked to leave the run going (the Job's TTL and the
-ConfigMap's owner reference then clean up after it).
+script's folder into a ConfigMap, and creates a Job whose pod gets the *in-cluster* MLflow URI,
+the run id and the TensorBoard log root on S3; nothing on the laptop is handed an
+in-cluster-only address. The pod's container is :mod:`chiml.lifecycle.supervise`: it stores the
+output with the run and closes the run itself, so a detached run ends closed too. The laptop
+streams the pod's log through ``echo`` and turns what only Kubernetes knows (an image that
+cannot be pulled, no GPU node, OOMKilled, eviction, the deadline) into the run's status and a
+one-line error. Whatever happens (failure, Ctrl-C, timeout) the Job, its pod and the ConfigMap
+are deleted before returning, unless ``detach`` asked to leave the run going (the Job's TTL and
+the ConfigMap's owner reference then clean up after it; `chiml runs` follows it).
 """
 
 from __future__ import annotations
 
 import json
-import re
-import secrets
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chiml.errors import ChimlError
 from chiml.kube import jobs
-from chiml.lifecycle.context import ENV_PARAMS, ENV_TB_LOGDIR
+from chiml.lifecycle import cluster
+from chiml.lifecycle.cluster import ClusterSite, PodOutcome
+from chiml.lifecycle.context import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
+from chiml.lifecycle.supervise import close_run
 
 Echo = Callable[[str, str], None]
-
-# Container waiting reasons that never resolve by waiting: the run fails with the kubelet's message.
-FATAL_WAITING = {
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "CrashLoopBackOff",
-}
-
-
-@dataclass
-class ClusterSite:
-    """Where a cluster run goes: the API, the namespace, and MLflow as pods reach it."""
-
-    api: Any  # chiml.kube.jobapi.JobApi (None in a dry run: nothing is contacted)
-    namespace: str
-    mlflow_uri: str  # in-cluster
-    tensorboard_logdir: str
-
-
-@dataclass
-class PodOutcome:
-    """How the pod ended: FINISHED / FAILED / KILLED, its exit code and a one-line reason."""
-
-    status: str
-    exit_code: int
-    error: str | None = None
-
-
-def cluster_site(platform: Any, connect: bool = True) -> ClusterSite:
-    """The site of a kubernetes or chameleon profile (the chameleon profile's cluster is a
-    kubernetes profile on the same CHIML_HOME)."""
-    from chiml.kube.installer import helm_dir
-    from chiml.kube.jobapi import JobApi
-    from chiml.profiles.kubernetes import KubernetesProfile
-
-    profile = platform.profile
-    kube = profile if isinstance(profile, KubernetesProfile) else KubernetesProfile(profile.loaded)
-    recorded = kube.state.get("kubernetes") or {}
-    namespace = recorded.get("namespace", kube.kcfg.namespace)
-    return ClusterSite(
-        api=JobApi.from_kube(kube.api()) if connect else None,
-        namespace=namespace,
-        mlflow_uri=jobs.in_cluster_mlflow_uri(helm_dir(kube.loaded), namespace),
-        tensorboard_logdir=kube.tensorboard_logdir(),
-    )
-
-
-def job_name(label: str) -> str:
-    """A DNS-1123 name (<= 52 chars, room for the pod suffix), unique per run."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", label.lower()).strip("-")[:30].strip("-") or "run"
-    return f"train-{slug}-{secrets.token_hex(3)}"
+CONTAINER = "train"
+DRY_RUN_ID = "<created-at-submit>"
 
 
 def build(
@@ -89,6 +40,7 @@ def build(
     params: dict[str, Any],
     *,
     experiment: str,
+    experiment_id: str,
     run_id: str,
     run_name: str | None,
     args: Sequence[str],
@@ -97,81 +49,34 @@ def build(
     cwd: Path,
     image: str | None,
     code: bytes | None = None,
-) -> jobs.TrainJob:
-    """The Job description of one run; packages the script's folder unless ``code`` is given."""
+) -> jobs.JobPlan:
+    """The Job of one run; packages the script's folder unless ``code`` is given."""
     cfg = platform.config.training
-    script, folder = _script_in_folder(target, cwd)
-    tb_dir = f"{site.tensorboard_logdir.rstrip('/')}/{_safe(experiment)}/{_safe(run_name or run_id)}"
+    script, folder = cluster.script_in_folder(target, cwd)
+    tb_env, secret_env = site.tensorboard_env(experiment, run_name or run_id)
     env = {
         "MLFLOW_TRACKING_URI": site.mlflow_uri,
         "MLFLOW_EXPERIMENT_NAME": experiment,
+        "MLFLOW_EXPERIMENT_ID": experiment_id,
         "MLFLOW_RUN_ID": run_id,
-        ENV_TB_LOGDIR: tb_dir,
         ENV_PARAMS: json.dumps(params, default=str),
         "PYTHONUNBUFFERED": "1",
+        **tb_env,
     }
+    if gpus == 0:
+        env[ENV_DEVICE] = "cpu"
     code = code if code is not None else jobs.package_folder(folder, cfg.code_limit_bytes)
-    return jobs.TrainJob(
-        name=job_name(run_name or Path(script).stem),
-        namespace=site.namespace,
-        script=script,
-        code=code,
-        requirements=jobs.REQUIREMENTS in jobs.packed_files(code),
-        env=env,
-        image=image or cfg.image or jobs.trainer_image(),
-        args=list(args),
-        gpus=gpus,
-        cpu=cfg.cpu,
-        memory=cfg.memory,
-        cpu_limit=cfg.cpu_limit,
-        timeout=timeout,
-        ttl_seconds=cfg.ttl_seconds,
-        labels={jobs.RUN_LABEL: run_id} if re.fullmatch(r"[A-Za-z0-9]{1,63}", run_id) else {},
+    return cluster.code_job(
+        cfg, name=cluster.job_name("train", run_name or Path(script).stem), namespace=site.namespace, kind="train",
+        container=CONTAINER, command=["python", "-m", "chiml.lifecycle.supervise"], args=[script, *args], env=env,
+        secret_env=secret_env, code=code, gpus=gpus, run_id=run_id, image=image, cpu=cfg.cpu, timeout=timeout,
     )
 
 
-def _script_in_folder(target: str, cwd: Path) -> tuple[str, Path]:
-    """(what the pod runs, folder shipped): a script ships its folder; ``module:function`` ships cwd."""
-    path = Path(target)
-    if target.endswith(".py") or path.suffix == ".py":
-        full = path if path.is_absolute() else cwd / path
-        if not full.is_file():
-            raise ChimlError(f"script not found: {full}")
-        return full.name, full.parent
-    return target, cwd
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name) or "_"
-
-
-# ----------------------------------------------------------------- running on the cluster
-def submit(api: Any, train: jobs.TrainJob) -> None:
-    """Create the Job, then the code ConfigMap owned by it; on any failure nothing stays behind."""
-    created = api.create_job(train.namespace, jobs.job_object(train))
-    try:
-        api.create_config_map(train.namespace, jobs.config_map(train, owner_uid=created["metadata"]["uid"]))
-    except BaseException:
-        cleanup(api, train)
-        raise
-
-
-def cleanup(api: Any, train: jobs.TrainJob) -> None:
-    """Delete the Job with its pod (Background propagation) and the ConfigMap; absent is fine."""
-    errors = []
-    for delete in (api.delete_job, api.delete_config_map):
-        name = train.name if delete == api.delete_job else f"{train.name}-code"
-        try:
-            delete(train.namespace, name)
-        except ChimlError as err:
-            errors.append(err.message)
-    if errors:
-        raise ChimlError("; ".join(errors), hint=f"kubectl -n {train.namespace} delete job {train.name}")
-
-
+# ----------------------------------------------------------------- following the pod
 def follow(
     api: Any,
-    train: jobs.TrainJob,
+    plan: jobs.JobPlan,
     echo: Echo,
     sink: Any,
     poll: float = 2.0,
@@ -181,10 +86,12 @@ def follow(
     streamed = False
     last_phase = None
     while True:
-        pod = api.job_pod(train.namespace, train.name)
+        pod = api.job_pod(plan.namespace, plan.name)
         if pod is None:
-            job = api.read_job(train.namespace, train.name)
-            failed = _job_failure(job)
+            job = api.read_job(plan.namespace, plan.name)
+            if job is None:
+                return PodOutcome("KILLED", -1, "the Job was deleted from the cluster (cancelled)")
+            failed = cluster.job_failure(job)
             if failed:
                 return PodOutcome("FAILED", -1, failed)
             time.sleep(poll)
@@ -194,77 +101,38 @@ def follow(
             progress(f"pod {pod.metadata.name}: {phase}")
             last_phase = phase
         if phase == "Pending":
-            reason = _pending_failure(pod)
+            reason = cluster.pending_failure(pod)
             if reason:
                 return PodOutcome("FAILED", -1, reason)
         elif phase == "Running" and not streamed:
-            _stream(api, train, pod, echo, sink)
+            _stream(api, plan, pod, echo, sink)
             streamed = True
         elif phase in ("Succeeded", "Failed"):
-            state = _container_state(pod)
+            state = cluster.container_state(pod, CONTAINER)
             if not streamed and state is not None and state.terminated is not None:
-                _stream(api, train, pod, echo, sink)  # a short run may end between two polls
-            return _terminal(pod, api.read_job(train.namespace, train.name))
+                _stream(api, plan, pod, echo, sink)  # a short run may end between two polls
+            return cluster.terminal_outcome(pod, api.read_job(plan.namespace, plan.name), CONTAINER)
         time.sleep(poll)
 
 
-def _stream(api: Any, train: jobs.TrainJob, pod: Any, echo: Echo, sink: Any) -> None:
-    for line in api.stream_pod_log(train.namespace, pod.metadata.name, container="train"):
+def _stream(api: Any, plan: jobs.JobPlan, pod: Any, echo: Echo, sink: Any) -> None:
+    for line in api.stream_pod_log(plan.namespace, pod.metadata.name, container=CONTAINER):
         sink.write(line)
         echo("stdout", line)
 
 
-def _container_state(pod: Any, name: str = "train") -> Any:
-    for status in (pod.status.container_statuses or []) if pod.status else []:
-        if status.name == name:
-            return status.state
-    return None
+def finish_run(client: Any, run_id: str, outcome: PodOutcome, log: Path | None) -> str:
+    """Close the run if its pod could not (it never started, or died with its container); returns
+    the run's final status. An error only Kubernetes knows is added either way."""
+    if client.get_run(run_id).info.status == "RUNNING":
+        close_run(client, run_id, outcome.status, outcome.exit_code, [log] if log else [], error=outcome.error)
+        return outcome.status
+    if outcome.error:
+        client.set_tag(run_id, "chiml.error", outcome.error[:5000])
+    return str(client.get_run(run_id).info.status)
 
 
-def _pending_failure(pod: Any) -> str | None:
-    for status in [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]:
-        waiting = status.state.waiting if status.state else None
-        if waiting is not None and waiting.reason in FATAL_WAITING:
-            return f"{waiting.reason}: {(waiting.message or status.image or '').strip()}"
-    for condition in pod.status.conditions or []:
-        if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
-            return f"no node can run the pod: {(condition.message or '').strip()}"
-    return None
-
-
-def _job_failure(job: dict[str, Any] | None) -> str | None:
-    if job is None:
-        return "the Job was deleted from the cluster"
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return f"{condition.get('reason')}: {condition.get('message') or ''}".strip()
-    return None
-
-
-def _terminal(pod: Any, job: dict[str, Any] | None) -> PodOutcome:
-    if pod.status.phase == "Succeeded":
-        return PodOutcome("FINISHED", 0)
-    if pod.status.reason == "Evicted":
-        return PodOutcome("FAILED", -1, f"Evicted: {(pod.status.message or '').strip()}")
-    if pod.status.reason == "DeadlineExceeded" or (_job_failure(job) or "").startswith("DeadlineExceeded"):
-        return PodOutcome("KILLED", -1, "DeadlineExceeded: the run passed --timeout")
-    state = _container_state(pod)
-    terminated = state.terminated if state is not None else None
-    for init in pod.status.init_container_statuses or []:
-        done = init.state.terminated if init.state else None
-        if terminated is None and done is not None and done.exit_code != 0:
-            return PodOutcome(
-                "FAILED", -1, f"init container {init.name} exited with status {done.exit_code} ({done.reason}); "
-                f"see `kubectl -n {pod.metadata.namespace} logs {pod.metadata.name} -c {init.name}`"
-            )
-    if terminated is None:
-        return PodOutcome("FAILED", -1, _job_failure(job) or f"pod failed: {pod.status.reason or 'unknown reason'}")
-    if terminated.reason == "OOMKilled":
-        return PodOutcome("FAILED", terminated.exit_code, "OOMKilled: the script used more than training.memory")
-    # a script's own non-zero exit is a FAILED run like on the laptop, not an infrastructure error
-    return PodOutcome("FAILED", terminated.exit_code)
-
-
+# ----------------------------------------------------------------- the run
 def run_on_cluster(
     platform: Any,
     target: str,
@@ -288,18 +156,20 @@ def run_on_cluster(
 ) -> Any:
     """Run ``target`` as a Job; returns a TrainResult (or the objects, for ``dry_run``)."""
     from chiml.lifecycle import mlflow_client
-    from chiml.lifecycle.train import TrainResult, _echo
+    from chiml.lifecycle.supervise import echo_here
+    from chiml.lifecycle.train import TrainResult
 
     workdir = Path(cwd) if cwd is not None else Path.cwd()
     experiment = experiment or platform.config.training.experiment
     if dry_run:
-        site = site or cluster_site(platform, connect=False)
-        plan = build(platform, site, target, params, experiment=experiment, run_id="<created-at-submit>",
-                     run_name=run_name, args=args, gpus=gpus, timeout=timeout, cwd=workdir, image=image)
+        site = site or cluster.cluster_site(platform, connect=False)
+        plan = build(platform, site, target, params, experiment=experiment, experiment_id=DRY_RUN_ID,
+                     run_id=DRY_RUN_ID, run_name=run_name, args=args, gpus=gpus, timeout=timeout, cwd=workdir,
+                     image=image)
         return jobs.objects(plan)
     # everything that can fail on the laptop's side fails before a run exists
-    code = jobs.package_folder(_script_in_folder(target, workdir)[1], platform.config.training.code_limit_bytes)
-    site = site or cluster_site(platform)
+    code = jobs.package_folder(cluster.script_in_folder(target, workdir)[1], platform.config.training.code_limit_bytes)
+    site = site or cluster.cluster_site(platform)
     mlflow_client.configure_client_env()
     tracking_uri = platform.tracking_uri
     client = mlflow_client.connect(platform)
@@ -315,44 +185,44 @@ def run_on_cluster(
     }
     run = client.create_run(experiment_id, run_name=run_name, tags=run_tags)
     run_id = run.info.run_id
-    status, exit_code = "FAILED", -1
     try:
-        train = build(platform, site, target, params, experiment=experiment, run_id=run_id,
-                      run_name=run.info.run_name or run_name, args=args, gpus=gpus, timeout=timeout,
-                      cwd=workdir, image=image, code=code)
-        client.set_tag(run_id, "chiml.job", f"{site.namespace}/{train.name}")
-        submit(site.api, train)
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
+        plan = build(platform, site, target, params, experiment=experiment, experiment_id=experiment_id,
+                     run_id=run_id, run_name=run.info.run_name or run_name, args=args, gpus=gpus, timeout=timeout,
+                     cwd=workdir, image=image, code=code)
+        client.set_tag(run_id, "chiml.job", f"{site.namespace}/{plan.name}")
+        cluster.submit(site.api, plan)
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        close_run(client, run_id, status, -1, [], error=getattr(err, "message", None) or str(err) or None)
         raise
     url = mlflow_client.run_url(tracking_uri, experiment_id, run_id)
     if on_start is not None:
         on_start(run_id, url)
+    tb_dir = plan.env[ENV_TB_LOGDIR]
     if detach:
-        # the run stays RUNNING: the Job owns it now (its TTL and the ConfigMap's owner clean up)
-        return TrainResult(run_id, url, "RUNNING", -1, None, experiment, experiment_id, env_tb(train))
-    error: str | None = None
+        # the pod closes the run; the Job's TTL and the ConfigMap's owner reference clean up
+        return TrainResult(run_id, url, "RUNNING", -1, None, experiment, experiment_id, tb_dir)
+    outcome = PodOutcome("FAILED", -1)
     with tempfile.TemporaryDirectory(prefix="chiml-train-") as logs:
         log_path = Path(logs, "pod.txt")
         try:
             with log_path.open("w", encoding="utf-8") as sink:
-                outcome = follow(site.api, train, echo or _echo, sink, poll=poll, progress=progress)
-            status, exit_code, error = outcome.status, outcome.exit_code, outcome.error
+                outcome = follow(site.api, plan, echo or echo_here, sink, poll=poll, progress=progress)
         except KeyboardInterrupt:
-            status, error = "KILLED", "interrupted: the Job was deleted"
+            outcome = PodOutcome("KILLED", -1, "interrupted: the Job was deleted")
             raise
         except ChimlError as err:  # the API failed mid-run: the run did not finish
-            error = err.message
+            outcome.error = err.message
             raise
         finally:
             try:
-                cleanup(site.api, train)
+                cluster.delete(site.api, plan.namespace, plan.name)
             finally:
-                _close(client, run_id, status, exit_code, error, log_path)
+                status = finish_run(client, run_id, outcome, log_path)
     model_uri = mlflow_client.run_model_uri(client, experiment_id, run_id)
-    result = TrainResult(run_id, url, status, exit_code, model_uri, experiment, experiment_id, env_tb(train))
-    if error:
-        raise RemoteRunFailed(error, result)
+    result = TrainResult(run_id, url, status, outcome.exit_code, model_uri, experiment, experiment_id, tb_dir)
+    if outcome.error:
+        raise RemoteRunFailed(outcome.error, result)
     return result
 
 
@@ -362,18 +232,3 @@ class RemoteRunFailed(ChimlError):
     def __init__(self, message: str, result: Any) -> None:
         super().__init__(f"run {result.run_id} {result.status}: {message}")
         self.result = result
-
-
-def env_tb(train: jobs.TrainJob) -> str:
-    return train.env[ENV_TB_LOGDIR]
-
-
-def _close(client: Any, run_id: str, status: str, exit_code: int, error: str | None, log: Path) -> None:
-    try:
-        if log.exists() and log.stat().st_size:
-            client.log_artifact(run_id, str(log), artifact_path="logs")
-        client.set_tag(run_id, "chiml.exit_code", str(exit_code))
-        if error:
-            client.set_tag(run_id, "chiml.error", error[:5000])
-    finally:
-        client.set_terminated(run_id, status=status)

@@ -10,6 +10,7 @@ names are known.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,24 @@ class TBWriter:
     """Append scalars and hparams to one TensorBoard run directory."""
 
     def __init__(self, logdir: str | Path, flush_secs: int = 5) -> None:
-        self.logdir = Path(logdir)
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        # flush_secs: TensorBoard reloads every few seconds, so curves appear while a run is going.
-        self._writer = EventFileWriter(str(self.logdir), flush_secs=flush_secs)
+        # An object store URL (s3://bucket/prefix on a cluster profile) stays a URL: Path() would
+        # turn it into the local folder ./s3:/bucket/prefix. TensorBoard's own file system layer
+        # writes it (boto3, with S3_ENDPOINT and the AWS_* variables the Job sets).
+        self.logdir: str | Path = str(logdir) if is_url(str(logdir)) else Path(logdir)
         self.scalar_tags: set[str] = set()
         self._closed = False
+        self._writer: EventFileWriter | None = None
+        if isinstance(self.logdir, Path):
+            self.logdir.mkdir(parents=True, exist_ok=True)
+        try:
+            # flush_secs: TensorBoard reloads every few seconds, so curves appear while a run is going.
+            self._writer = EventFileWriter(str(self.logdir), flush_secs=flush_secs)
+        except Exception as err:
+            if isinstance(self.logdir, Path):
+                raise
+            # the run goes on: its metrics still reach MLflow
+            print(f"chiml: no TensorBoard events for this run: cannot write to {self.logdir} "
+                  f"({type(err).__name__}: {err})", file=sys.stderr, flush=True)
 
     def scalar(self, tag: str, value: float, step: int | None = None, wall_time: float | None = None) -> None:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
@@ -79,19 +92,27 @@ class TBWriter:
             self._add(Summary(value=[Summary.Value(tag=tag, metadata=meta)]), None)
 
     def flush(self) -> None:
-        if not self._closed:
+        if not self._closed and self._writer is not None:
             self._writer.flush()
 
     def close(self) -> None:
-        if not self._closed:
+        if not self._closed and self._writer is not None:
             self._writer.close()
-            self._closed = True
+        self._closed = True
 
     def _add(self, summary: Summary, step: int | None) -> None:
+        if self._writer is None:
+            return
         event = Event(wall_time=time.time(), summary=summary)
         if step is not None:
             event.step = int(step)
         self._writer.add_event(event)
+
+
+def is_url(logdir: str) -> bool:
+    """``s3://...``, ``gs://...``: a log root that is not a local folder."""
+    scheme, sep, _ = logdir.partition("://")
+    return bool(sep) and scheme.isalnum() and len(scheme) > 1
 
 
 def _hparam_value(value: Any) -> HParamValue:

@@ -4,8 +4,12 @@ chiml creates the run itself, then starts the target in a child process with the
 wired in through the environment (tracking URI, experiment, run id, TensorBoard dir, params)
 so that the script needs nothing but ``chiml.tracking`` or plain ``mlflow`` calls.
 The child's stdout and stderr are shown live and stored with the run; its exit status
-decides the run's status. chiml, not the child, closes the run, so a script that crashes,
-is killed or never touches MLflow still leaves a correctly closed run behind.
+decides the run's status. chiml, not the child, closes the run (:mod:`chiml.lifecycle.supervise`),
+so a script that crashes, is killed or never touches MLflow still leaves a correctly closed run.
+
+Where the child runs depends on the profile: here (local), or in a Kubernetes Job's pod
+(kubernetes, chameleon: :mod:`chiml.lifecycle.remote`). ``detach`` returns once the run is
+started; `chiml runs` follows, lists and cancels it.
 """
 
 from __future__ import annotations
@@ -13,19 +17,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, NotSupportedError
 from chiml.lifecycle import mlflow_client
 from chiml.lifecycle.context import ENV_DEVICE, ENV_PARAMS, ENV_TB_LOGDIR
+from chiml.lifecycle.runs import process_tags, start_detached
+from chiml.lifecycle.supervise import echo_here, runner_command, supervise
 from chiml.lifecycle.target import resolve
 from chiml.sites import TrainingSite
 
@@ -89,11 +91,12 @@ def run_training(
         return run_on_cluster(
             platform, target, params, experiment=experiment, run_name=run_name, args=args, gpus=wanted,
             tags=tags, timeout=timeout, echo=echo, on_start=on_start, progress=progress,
-            cwd=None if cwd is None else Path(cwd), detach=detach, dry_run=dry_run,
+            cwd=Path(cwd) if cwd is not None else None,
+            detach=detach, dry_run=dry_run,
         )  # fmt: skip
-    if dry_run or detach:
-        flag = "--dry-run" if dry_run else "--detach"
-        raise ChimlError(f"{flag} is for cluster profiles: on the {profile} profile the run is a process here")
+    if dry_run:
+        raise NotSupportedError(
+            f"--dry-run is for cluster profiles: on the {profile} profile the run is a process here, no objects")
     workdir = Path(cwd) if cwd is not None else Path.cwd()
     resolved = resolve(target, cwd=workdir)  # before creating anything
     devices = select_devices(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")) if gpus and gpu is not False else None
@@ -108,6 +111,7 @@ def run_training(
         "chiml.kind": "train",
         "chiml.target": resolved.spec,
         "chiml.params": json.dumps(params, default=str)[:5000],
+        **process_tags(os.getpid()),  # this process supervises it (`chiml runs cancel` interrupts it)
         **(tags or {}),
     }
     run = client.create_run(experiment_id, run_name=run_name, tags=run_tags)
@@ -128,26 +132,17 @@ def run_training(
         env[ENV_DEVICE] = "cpu"
     elif devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = devices
-    command = [sys.executable, "-m", "chiml.lifecycle.runner", resolved.spec, *args]
     url = mlflow_client.run_url(tracking_uri, experiment_id, run_id)
     if on_start is not None:
         on_start(run_id, url)
-    status, exit_code = "FAILED", -1
-    with tempfile.TemporaryDirectory(prefix="chiml-train-") as logs:
-        out_path, err_path = Path(logs, "stdout.txt"), Path(logs, "stderr.txt")
-        try:
-            exit_code = _run(command, env, workdir, out_path, err_path, echo or _echo, timeout)
-            status = "FINISHED" if exit_code == 0 else "FAILED"
-        except subprocess.TimeoutExpired:
-            status = "KILLED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        except OSError as err:
-            raise ChimlError(f"could not start the training process: {err}") from None
-        finally:
-            # Always close the run, also on Ctrl-C: a RUNNING run nobody owns is the leftover to avoid.
-            _close_run(client, run_id, status, exit_code, [out_path, err_path])
+    if detach:
+        start_detached(platform, client, run_id, resolved.spec, list(args), env, workdir, timeout)
+        return TrainResult(run_id, url, "RUNNING", -1, None, experiment, experiment_id, str(tb_dir))
+    try:
+        status, exit_code = supervise(runner_command(resolved.spec, list(args)), env, workdir, client, run_id,
+                                      echo or echo_here, timeout)
+    except OSError as err:
+        raise ChimlError(f"could not start the training process: {err}") from None
     model_uri = mlflow_client.run_model_uri(client, experiment_id, run_id)
     return TrainResult(
         run_id=run_id,
@@ -164,7 +159,8 @@ def run_training(
 def visible_gpus(current: str | None = None) -> list[str]:
     """The GPU ids this process may use: $CUDA_VISIBLE_DEVICES when set, else what the driver lists.
 
-    Asks ``nvidia-smi -L`` (no CUDA init, no torch import); no nvidia-smi means no NVIDIA GPU.
+    Asks ``nvidia-smi -L`` (no CUDA initialisation); without nvidia-smi, torch.cuda where torch
+    is installed (a container may carry the driver libraries but not the tool).
     """
     if current is not None and current.strip() not in ("", "-1"):
         return [d.strip() for d in current.split(",") if d.strip()]
@@ -172,7 +168,7 @@ def visible_gpus(current: str | None = None) -> list[str]:
         return []
     smi = shutil.which("nvidia-smi")
     if smi is None:
-        return []
+        return [str(i) for i in range(_torch_device_count())]
     try:
         listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
@@ -180,12 +176,24 @@ def visible_gpus(current: str | None = None) -> list[str]:
     return [str(i) for i, line in enumerate(line for line in listing.splitlines() if line.startswith("GPU "))]
 
 
+def _torch_device_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    try:
+        return int(torch.cuda.device_count())
+    except Exception:  # a broken driver installation: no usable GPU
+        return 0
+
+
 def select_devices(count: int, current: str | None = None) -> str:
     """CUDA_VISIBLE_DEVICES for the first ``count`` visible GPUs; one clear error when there are fewer."""
     devices = visible_gpus(current)
     if len(devices) < count:
         have = f"only {len(devices)} GPU(s) are visible ({', '.join(devices)})" if devices else "no GPU is visible here"
-        raise ChimlError(f"--gpus {count}: {have}", hint="use --gpus 0 (CPU), or a cluster profile with GPU nodes")
+        raise NotSupportedError(f"--gpus {count}: {have}",
+                                hint="use --gpus 0 (CPU), or a cluster profile with GPU nodes")
     return ",".join(devices[:count])
 
 
@@ -200,70 +208,3 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name) or "_"
 
 
-def _echo(stream: str, line: str) -> None:
-    target = sys.stderr if stream == "stderr" else sys.stdout
-    target.write(line)
-    target.flush()
-
-
-def _run(
-    command: list[str],
-    env: dict[str, str],
-    cwd: Path,
-    out_path: Path,
-    err_path: Path,
-    echo: Callable[[str, str], None],
-    timeout: float | None,
-) -> int:
-    # Own process group: on timeout or Ctrl-C the script and anything it forked (DataLoader
-    # workers) are stopped together.
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-    pumps = [
-        threading.Thread(target=_pump, args=(process.stdout, out_path, "stdout", echo), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, err_path, "stderr", echo), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
-    try:
-        code = process.wait(timeout=timeout)
-    except BaseException:
-        _stop(process)
-        raise
-    finally:
-        for pump in pumps:
-            pump.join(timeout=10)
-    return code
-
-
-def _pump(pipe: IO[bytes] | None, path: Path, stream: str, echo: Callable[[str, str], None]) -> None:
-    assert pipe is not None
-    with path.open("wb") as sink:
-        for raw in iter(pipe.readline, b""):
-            sink.write(raw)
-            sink.flush()
-            echo(stream, raw.decode("utf-8", errors="replace"))
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _close_run(client: Any, run_id: str, status: str, exit_code: int, logs: list[Path]) -> None:
-    try:
-        for path in logs:
-            if path.exists() and path.stat().st_size:
-                client.log_artifact(run_id, str(path), artifact_path="logs")
-        client.set_tag(run_id, "chiml.exit_code", str(exit_code))
-    finally:
-        client.set_terminated(run_id, status=status)

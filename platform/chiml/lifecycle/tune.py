@@ -6,6 +6,9 @@ has one MLflow parent run (kept across resumes); every trial is a child run. Thi
 only supervises: it starts the workers (:mod:`chiml.lifecycle.worker`), shows progress,
 replaces a worker that dies (failing the trial it was running, so the study stays
 consistent), and at the end records the best trial on the parent run.
+
+On the kubernetes and chameleon profiles the workers are the pods of an Indexed Job and this
+process watches them from the laptop (:mod:`chiml.lifecycle.remote_tune`).
 """
 
 from __future__ import annotations
@@ -26,17 +29,26 @@ import optuna
 import psutil
 from optuna.trial import TrialState
 
-from chiml.errors import ChimlError
+from chiml.errors import ChimlError, InvalidInputError
 from chiml.lifecycle import mlflow_client
 from chiml.lifecycle.storage import describe_storage, open_storage
+from chiml.lifecycle.study import (
+    CRASHED_ATTR,
+    HOST_ATTR,
+    PARENT_ATTR,
+    PID_ATTR,
+    RUN_ATTR,
+    counted,
+    lost,
+    make_pruner,
+    make_sampler,
+    open_study,
+    this_host,
+)
 from chiml.lifecycle.target import resolve
-from chiml.lifecycle.train import _safe
-from chiml.lifecycle.worker import CRASHED_ATTR, PID_ATTR, RUN_ATTR, WorkerSpec, counted, make_pruner, make_sampler
+from chiml.lifecycle.train import CLUSTER_PROFILES, _safe
+from chiml.lifecycle.worker import CONFIG_ERROR, WorkerSpec
 from chiml.sites import TrainingSite
-
-PARENT_ATTR = "chiml.mlflow_parent_run_id"
-#: Exit status a worker uses for a configuration error: restarting it would not help.
-CONFIG_ERROR = 2
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -98,19 +110,41 @@ def run_study(
     args: list[str] | None = None,
     max_restarts: int | None = None,
     progress: Callable[[StudyProgress], None] | None = None,
-) -> StudyResult:
+    gpus: int | None = None,
+    dry_run: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Any:
     """Run ``trials`` more trials of ``study_name`` (created if new) with ``workers`` processes.
 
     The objective is the last value of ``metric`` logged with ``ct.log_metrics`` (else the
     last ``ct.report`` value, else a function target's return value). Sampler, pruner,
     metric and direction are remembered by the study: a resume needs only its name.
+
+    On the kubernetes and chameleon profiles each worker is a pod (``gpus`` GPUs each) and
+    ``dry_run`` returns the Kubernetes objects instead; locally ``gpus`` selects devices for
+    every worker (CUDA_VISIBLE_DEVICES).
     """
     if trials < 1:
-        raise ChimlError("--trials must be at least 1")
+        raise InvalidInputError("--trials must be at least 1")
+    if platform.profile.name in CLUSTER_PROFILES:
+        from chiml.lifecycle.remote_tune import run_study_on_cluster
+
+        return run_study_on_cluster(
+            platform, target, trials=trials, workers=workers, study_name=study_name, metric=metric,
+            direction=direction, sampler=sampler, pruner=pruner, params=params, experiment=experiment,
+            timeout=timeout, threads_per_worker=threads_per_worker, seed=seed, args=args,
+            max_restarts=max_restarts, progress=progress, gpus=gpus or 0, dry_run=dry_run, cwd=cwd,
+        )  # fmt: skip
+    if dry_run:
+        from chiml.errors import NotSupportedError
+
+        raise NotSupportedError("--dry-run is for cluster profiles: on the local profile the workers are processes")
     training = platform.config.training
     workers = workers or training.tune_workers
     threads = threads_per_worker or training.threads_per_worker
-    resolved = resolve(target)  # before creating anything
+    workdir = Path(cwd) if cwd is not None else Path.cwd()
+    resolved = resolve(target, cwd=workdir)  # before creating anything
+    devices = worker_devices(gpus, workers)
     if sampler is not None:
         make_sampler(sampler, None)  # unknown or unavailable: fail here, not in K workers
     if pruner is not None:
@@ -122,7 +156,7 @@ def run_study(
     storage_url = platform.optuna_storage
     storage = open_storage(storage_url)
     name = study_name or f"{_safe(resolved.label)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    study, settings = _open_study(
+    study, settings = open_study(
         storage, name, direction, metric, sampler, pruner, resolved.spec, (training.tune_sampler, training.tune_pruner)
     )
 
@@ -155,7 +189,7 @@ def run_study(
         overrides=dict(params or {}),
         args=list(args or []),
     )
-    pool = _WorkerPool(spec, log_dir, threads, client)
+    pool = _WorkerPool(spec, log_dir, threads, client, workdir, devices)
     status = "FAILED"
     try:
         pool.run(workers, max_restarts if max_restarts is not None else 2 + workers, study, progress)
@@ -176,46 +210,6 @@ def run_study(
     return result
 
 
-def _open_study(
-    storage: Any,
-    name: str,
-    direction: str | None,
-    metric: str | None,
-    sampler: str | None,
-    pruner: str | None,
-    target: str,
-    defaults: tuple[str, str] = ("tpe", "median"),
-) -> tuple[optuna.Study, dict[str, Any]]:
-    """Create the study or load it to resume; returns it and its settings (given ones win)."""
-    if direction is not None and direction not in ("minimize", "maximize"):
-        raise ChimlError(f"--direction must be minimize or maximize, not {direction!r}")
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-        existing = True
-    except KeyError:
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction or "minimize")
-        existing = False
-    stored = {k.removeprefix("chiml."): v for k, v in study.user_attrs.items() if k.startswith("chiml.")}
-    if existing:
-        current = study.direction.name.lower()
-        if direction is not None and direction != current:
-            raise ChimlError(f"study {name} is a {current} study; cannot resume it to {direction}")
-        if stored.get("target") and stored["target"] != target:
-            raise ChimlError(f"study {name} tunes {stored['target']}, not {target}", hint="pick another --study name")
-    settings = {
-        "target": target,
-        "metric": metric if metric is not None else stored.get("metric"),
-        "sampler": sampler or stored.get("sampler") or defaults[0],
-        "pruner": pruner or stored.get("pruner") or defaults[1],
-        "experiment": stored.get("experiment"),
-        "mlflow_parent_run_id": stored.get("mlflow_parent_run_id"),
-        "direction": study.direction.name.lower(),
-    }
-    for key in ("target", "metric", "sampler", "pruner"):
-        study.set_user_attr(f"chiml.{key}", settings[key])
-    return study, settings
-
-
 def _parent_run(client: Any, study: optuna.Study, experiment_id: str, settings: dict[str, Any]) -> str:
     """The study's MLflow parent run: the one from earlier sessions if it still exists."""
     from mlflow.exceptions import MlflowException
@@ -229,26 +223,37 @@ def _parent_run(client: Any, study: optuna.Study, experiment_id: str, settings: 
                 return previous
         except MlflowException:
             pass
-    tags = {
-        "chiml.kind": "study",
-        "chiml.study": study.study_name,
-        "chiml.target": settings["target"],
-        "mlflow.source.name": settings["target"],
-    }
+    tags = parent_tags(study.study_name, settings)
     run = client.create_run(experiment_id, run_name=study.study_name, tags=tags)
     study.set_user_attr(PARENT_ATTR, run.info.run_id)
     return run.info.run_id
 
 
+def parent_tags(study: str, settings: dict[str, Any]) -> dict[str, str]:
+    """The study's parent run: found again by these tags (a cluster driver cannot read the study)."""
+    return {
+        "chiml.kind": "study",
+        "chiml.study": study,
+        "chiml.target": settings["target"],
+        "chiml.direction": settings["direction"],
+        "mlflow.source.name": settings["target"],
+    }
+
+
 def _fail_orphans(study: optuna.Study, client: Any, pids: set[int] | None = None) -> int:
-    """Fail RUNNING trials whose worker is gone (or is in ``pids``); they do not count to the goal.
+    """Fail RUNNING trials whose worker on this machine is gone (or is in ``pids``); they do not
+    count to the goal. Trials of workers on other hosts are left to Optuna's heartbeat: a process
+    id means nothing off its own host.
 
     The user attribute marks them so the workers run a replacement trial; Optuna forbids
     changing a finished trial, hence attribute first, state second.
     """
     storage = study._storage
     failed = 0
+    here = this_host()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(HOST_ATTR, here) != here:
+            continue
         pid = trial.user_attrs.get(PID_ATTR)
         gone = pid is None or not psutil.pid_exists(pid) or (pids is not None and pid in pids)
         if not gone:
@@ -268,8 +273,11 @@ def _fail_orphans(study: optuna.Study, client: Any, pids: set[int] | None = None
 class _WorkerPool:
     """Start, watch and replace the worker processes."""
 
-    def __init__(self, spec: WorkerSpec, log_dir: Path, threads: int, client: Any) -> None:
+    def __init__(self, spec: WorkerSpec, log_dir: Path, threads: int, client: Any, cwd: Path,
+                 devices: list[str] | None = None) -> None:
         self.spec = spec
+        self.cwd = cwd
+        self.devices = devices
         self.client = client
         self.log_dir = log_dir
         self.threads = threads
@@ -280,8 +288,12 @@ class _WorkerPool:
         self.config_error: str | None = None
         self._next_index = 0
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, index: int) -> dict[str, str]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.devices[index % len(self.devices)] if self.devices else ""
+            if not self.devices:
+                env["CHIML_DEVICE"] = "cpu"
         env.pop("MLFLOW_RUN_ID", None)  # workers create their own child runs
         n = str(self.threads)
         # One intra-op thread per worker: K workers on K cores beat K workers fighting over K·K threads.
@@ -300,7 +312,8 @@ class _WorkerPool:
                 [sys.executable, "-m", "chiml.lifecycle.worker", json.dumps(asdict(spec))],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                env=self._env(),
+                env=self._env(index),
+                cwd=self.cwd,
                 start_new_session=True,
             )
         self.running[process.pid] = (process, log)
@@ -364,6 +377,21 @@ class _WorkerPool:
         return None
 
 
+def worker_devices(gpus: int | None, workers: int) -> list[str] | None:
+    """CUDA_VISIBLE_DEVICES per worker slot for ``gpus`` GPUs each: the visible GPUs dealt out in
+    turn (workers share them when there are fewer than workers x gpus); [] hides GPUs; None: as is."""
+    if gpus is None:
+        return None
+    if gpus == 0:
+        return []
+    from chiml.lifecycle.train import select_devices, visible_gpus
+
+    current = os.environ.get("CUDA_VISIBLE_DEVICES")
+    select_devices(gpus, current)  # fewer GPUs than one worker asks for: one clear error
+    every = visible_gpus(current)
+    return [",".join(every[(i * gpus + k) % len(every)] for k in range(gpus)) for i in range(max(1, workers))]
+
+
 def _tail(path: Path, lines: int = 1) -> str:
     try:
         content = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
@@ -376,7 +404,7 @@ def _tail(path: Path, lines: int = 1) -> str:
 def _progress(study: optuna.Study, goal: int, workers: int) -> StudyProgress:
     counts = {state: 0 for state in TrialState}
     for trial in study.get_trials(deepcopy=False):
-        if not trial.user_attrs.get(CRASHED_ATTR):
+        if not lost(trial):
             counts[trial.state] += 1
     try:
         best = study.best_value
@@ -393,6 +421,41 @@ def _progress(study: optuna.Study, goal: int, workers: int) -> StudyProgress:
     )
 
 
+@dataclass
+class BestTrial:
+    """The best trial of a study, as recorded on its parent run."""
+
+    number: int
+    value: float
+    params: dict[str, Any]
+    run_id: str | None
+    model_uri: str | None
+
+
+def record_outcome(client: Any, parent_run_id: str, best: BestTrial | None, n_trials: int, logs: list[Path],
+                   status: str) -> None:
+    """Store the worker logs and the best trial on the parent run, then close it (FAILED when a
+    finished session completed no trial at all)."""
+    try:
+        for log in logs:
+            if log.exists() and log.stat().st_size:
+                client.log_artifact(parent_run_id, str(log), artifact_path="worker-logs")
+        if best is not None:
+            client.log_metric(parent_run_id, "best_value", best.value, step=n_trials)
+            tags = {
+                "chiml.best_trial": str(best.number),
+                "chiml.best_params": json.dumps(best.params, default=str)[:5000],
+                "chiml.best_run_id": best.run_id or "",
+                "chiml.best_model_uri": best.model_uri or "",
+            }
+            for key, value in tags.items():
+                client.set_tag(parent_run_id, key, value)
+        client.set_tag(parent_run_id, "chiml.n_trials", str(n_trials))
+    finally:
+        final = status if best is not None or status != "FINISHED" else "FAILED"
+        client.set_terminated(parent_run_id, status=final)
+
+
 def _finish(
     client: Any,
     tracking_uri: str,
@@ -406,35 +469,22 @@ def _finish(
     """Record the outcome on the parent run and close it."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = study.best_trial if complete else None
-    best_run = best.user_attrs.get(RUN_ATTR) if best else None
-    model_uri = mlflow_client.run_model_uri(client, experiment_id, best_run) if best_run else None
-    try:
-        for log in pool.logs:
-            if log.exists() and log.stat().st_size:
-                client.log_artifact(parent_run_id, str(log), artifact_path="worker-logs")
-        if best is not None:
-            client.log_metric(parent_run_id, "best_value", float(best.value), step=len(trials))
-            tags = {
-                "chiml.best_trial": str(best.number),
-                "chiml.best_params": json.dumps(best.params, default=str)[:5000],
-                "chiml.best_run_id": best_run or "",
-                "chiml.best_model_uri": model_uri or "",
-            }
-            for key, value in tags.items():
-                client.set_tag(parent_run_id, key, value)
-        client.set_tag(parent_run_id, "chiml.n_trials", str(len(trials)))
-    finally:
-        final = status if complete or status != "FINISHED" else "FAILED"
-        client.set_terminated(parent_run_id, status=final)
+    best = None
+    if complete:
+        trial = study.best_trial
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        model_uri = mlflow_client.run_model_uri(client, experiment_id, run_id) if run_id else None
+        assert trial.value is not None  # a COMPLETE trial has its value
+        best = BestTrial(trial.number, float(trial.value), dict(trial.params), run_id, model_uri)
+    record_outcome(client, parent_run_id, best, len(trials), pool.logs, status)
     return StudyResult(
         study_name=study.study_name,
         direction=study.direction.name.lower(),
-        best_value=float(best.value) if best is not None else None,
-        best_params=dict(best.params) if best is not None else {},
+        best_value=best.value if best is not None else None,
+        best_params=best.params if best is not None else {},
         best_trial=best.number if best is not None else None,
-        best_run_id=best_run,
-        model_uri=model_uri,
+        best_run_id=best.run_id if best is not None else None,
+        model_uri=best.model_uri if best is not None else None,
         parent_run_id=parent_run_id,
         parent_run_url=mlflow_client.run_url(tracking_uri, experiment_id, parent_run_id),
         n_trials=len(trials),

@@ -48,25 +48,50 @@ class WorkerResult:
     load_s: float | None = None
 
 
-def thread_env(threads: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CHIML_RUNTIME_THREADS"):
-        env[name] = str(threads)
+def worker_settings(threads: int) -> dict[str, str]:
+    """What every benchmark worker's environment sets: the thread count, no warnings."""
+    env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                          "CHIML_RUNTIME_THREADS")}
     env["PYTHONWARNINGS"] = "ignore"
     return env
 
 
-def run_worker(python: str, engine: str, model_dir: Path, inputs_npz: Path, workdir: Path, name: str,
-               settings: BenchSettings, options: dict[str, Any] | None = None) -> WorkerResult:
-    """Run ``chiml_serving.runtimes.worker`` for one engine; never raises for the engine's failures."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    request: dict[str, Any] = {
+def thread_env(threads: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(worker_settings(threads))
+    return env
+
+
+def worker_request(engine: str, model_dir: Path, inputs_npz: Path, workdir: Path, name: str,
+                   settings: BenchSettings, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON request of ``chiml_serving.runtimes.worker``: where its inputs are and its results go."""
+    return {
         "engine": engine, "model_dir": str(model_dir), "threads": settings.threads, "options": options or {},
         "inputs": str(inputs_npz), "gate_outputs": str(workdir / f"{name}.outputs.npz"),
         "result": str(workdir / f"{name}.result.json"), "batches": list(settings.batches),
         "warmup_s": settings.warmup_s, "budget_s": settings.budget_s, "min_iters": settings.min_iters,
         "max_iters": settings.max_iters,
     }
+
+
+def read_result(result_path: Path, outputs_path: Path) -> WorkerResult | None:
+    """A worker's result files as a WorkerResult; None when the worker wrote no result."""
+    if not result_path.is_file():
+        return None
+    data = json.loads(result_path.read_text(encoding="utf-8"))
+    if not data["ok"]:
+        return WorkerResult(False, stage=data.get("stage"), error=data.get("error"))
+    with np.load(outputs_path, allow_pickle=False) as saved:
+        outputs = {key: saved[key] for key in saved.files}
+    timings = {int(batch): values for batch, values in data["timings"].items()}
+    return WorkerResult(True, timings=timings, outputs=outputs, load_s=data.get("load_s"))
+
+
+def run_worker(python: str, engine: str, model_dir: Path, inputs_npz: Path, workdir: Path, name: str,
+               settings: BenchSettings, options: dict[str, Any] | None = None) -> WorkerResult:
+    """Run ``chiml_serving.runtimes.worker`` for one engine; never raises for the engine's failures."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    request = worker_request(engine, model_dir, inputs_npz, workdir, name, settings, options)
     request_path = workdir / f"{name}.request.json"
     request_path.write_text(json.dumps(request), encoding="utf-8")
     log_path = workdir / f"{name}.log"
@@ -80,15 +105,9 @@ def run_worker(python: str, engine: str, model_dir: Path, inputs_npz: Path, work
         return WorkerResult(False, stage="bench", error=f"timed out after {settings.timeout_s:.0f}s")
     except OSError as err:
         return WorkerResult(False, stage="load", error=f"cannot start {python}: {err}")
-    result_path = Path(request["result"])
-    if not result_path.is_file():
+    result = read_result(Path(request["result"]), Path(request["gate_outputs"]))
+    if result is None:
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
         return WorkerResult(False, stage="load",
                             error=f"worker exited with {proc.returncode}: {' '.join(tail) or 'no output'}")
-    data = json.loads(result_path.read_text(encoding="utf-8"))
-    if not data["ok"]:
-        return WorkerResult(False, stage=data.get("stage"), error=data.get("error"))
-    with np.load(request["gate_outputs"], allow_pickle=False) as saved:
-        outputs = {key: saved[key] for key in saved.files}
-    timings = {int(batch): values for batch, values in data["timings"].items()}
-    return WorkerResult(True, timings=timings, outputs=outputs, load_s=data.get("load_s"))
+    return result

@@ -78,19 +78,20 @@ def _availability(name: str, home: Path, allow_deepsparse: bool, explicit: bool,
     return sys.executable, None
 
 
-def plan(target: str, home: Path, *, allow_deepsparse: bool = False, int8: bool = False,
-         step: Callable[[str], None] | None = None) -> list[Candidate]:
-    """The candidates ``target`` asks for, each marked available or not (with the reason)."""
+def names(target: str, int8: bool = False) -> list[str]:
+    """The candidates ``target`` asks for, in the order they are tried."""
     if target not in TARGETS:
         raise InvalidInputError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "auto":
-        names = [name for name, (_, variant) in CANDIDATES.items() if variant is None or int8]
-    else:
-        names = [target]
-        if target == "onnxruntime" and int8:
-            names.append("onnxruntime-int8")
+        return [name for name, (_, variant) in CANDIDATES.items() if variant is None or int8]
+    return [target, "onnxruntime-int8"] if target == "onnxruntime" and int8 else [target]
+
+
+def plan(target: str, home: Path, *, allow_deepsparse: bool = False, int8: bool = False,
+         step: Callable[[str], None] | None = None) -> list[Candidate]:
+    """The candidates ``target`` asks for, each marked available or not (with the reason)."""
     out = []
-    for name in names:
+    for name in names(target, int8):
         runtime, variant = CANDIDATES[name]
         python, reason = _availability(name, home, allow_deepsparse, explicit=target == name, step=step)
         out.append(Candidate(name, runtime, variant, python, reason))

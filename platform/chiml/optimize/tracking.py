@@ -78,59 +78,80 @@ def _metrics(report: OptimizeReport) -> dict[str, float]:
     return metrics
 
 
+def start_run(client: Any, report: OptimizeReport) -> str:
+    """The optimization's run, tagged with the model version it came from."""
+    tags = {TAG_MODEL: report.model_name, TAG_VERSION: report.model_version, TAG_SOURCE: report.model_uri,
+            "mlflow.runName": f"optimize-{report.model_name}-v{report.model_version}"}
+    return str(client.create_run(experiment_id(client), tags=tags).info.run_id)
+
+
+def log_inputs(client: Any, run_id: str, report: OptimizeReport, workdir: Path, onnx_path: Path,
+               inputs_npz: Path, artifact_dirs: dict[str, Path]) -> None:
+    """The ONNX export with its signature, the gate's held-out inputs and each compiled artifact."""
+    client.log_artifact(run_id, str(onnx_path), "onnx")
+    signature = workdir / "signature.json"  # inputs/outputs, opset, IR version, exporter, task
+    signature.write_text(json.dumps(report.onnx, indent=2), encoding="utf-8")
+    client.log_artifact(run_id, str(signature), "onnx")
+    client.log_artifact(run_id, str(inputs_npz), "gate")
+    for name, directory in artifact_dirs.items():
+        client.log_artifacts(run_id, str(directory), f"runtimes/{name}")
+
+
+def log_results(client: Any, run_id: str, report: OptimizeReport, workdir: Path, params: dict[str, Any],
+                triton_dir: Path | None = None) -> None:
+    """Metrics, parameters, the report (JSON, table, plot) and the choice; the run ends FINISHED."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    passed = [row.name for row in report.rows if row.status == OK]
+    tags = {TAG_CHOSEN: report.chosen or "", TAG_PASSED: ",".join(passed)}
+    timestamp = client.get_run(run_id).info.start_time
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, value, timestamp, 0) for key, value in _metrics(report).items()],
+        params=[Param(key, str(value)[:6000]) for key, value in params.items()],
+        tags=[RunTag(key, value) for key, value in tags.items()],
+    )
+    if triton_dir is not None:
+        client.log_artifacts(run_id, str(triton_dir), "triton")
+    report.run_id = run_id
+    report_path = workdir / "report.json"
+    report_path.write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
+    client.log_artifact(run_id, str(report_path))
+    client.log_artifact(run_id, str(_plot(report, workdir / "latency.png")))
+    table: dict[str, list[Any]] = {"runtime": [], "status": [], "reason": [], "speedup": [], "throughput": []}
+    for batch in report.batches:
+        table[f"p50_ms_b{batch}"] = []
+        table[f"p99_ms_b{batch}"] = []
+    for row in report.rows:
+        table["runtime"].append(row.name)
+        table["status"].append(row.status)
+        table["reason"].append(row.reason)
+        table["speedup"].append(row.speedup)
+        table["throughput"].append(row.throughput)
+        for batch in report.batches:
+            table[f"p50_ms_b{batch}"].append(row.p50_ms.get(batch))
+            table[f"p99_ms_b{batch}"].append(row.p99_ms.get(batch))
+    client.log_table(run_id, table, "runtimes.json")
+    client.set_terminated(run_id, "FINISHED")
+
+
+def discard(client: Any, report: OptimizeReport, run_id: str) -> None:
+    """Delete a half-logged run: a failed optimization leaves the registry as it was."""
+    report.run_id = None
+    with contextlib.suppress(Exception):  # best effort: the original error matters more
+        client.delete_run(run_id)
+
+
 def log_report(client: Any, report: OptimizeReport, workdir: Path, onnx_path: Path,
                artifact_dirs: dict[str, Path], inputs_npz: Path, params: dict[str, Any],
                triton_dir: Path | None = None) -> str:
     """Create the run and log everything; a failure deletes the half-logged run."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    passed = [row.name for row in report.rows if row.status == OK]
-    tags = {TAG_MODEL: report.model_name, TAG_VERSION: report.model_version, TAG_SOURCE: report.model_uri,
-            TAG_CHOSEN: report.chosen or "", TAG_PASSED: ",".join(passed),
-            "mlflow.runName": f"optimize-{report.model_name}-v{report.model_version}"}
-    run = client.create_run(experiment_id(client), tags=tags)
-    run_id = run.info.run_id
+    run_id = start_run(client, report)
     try:
-        timestamp = run.info.start_time
-        client.log_batch(
-            run_id,
-            metrics=[Metric(key, value, timestamp, 0) for key, value in _metrics(report).items()],
-            params=[Param(key, str(value)[:6000]) for key, value in params.items()],
-            tags=[RunTag(key, value) for key, value in tags.items() if key != "mlflow.runName"],
-        )
-        client.log_artifact(run_id, str(onnx_path), "onnx")
-        signature = workdir / "signature.json"  # inputs/outputs, opset, IR version, exporter, task
-        signature.write_text(json.dumps(report.onnx, indent=2), encoding="utf-8")
-        client.log_artifact(run_id, str(signature), "onnx")
-        client.log_artifact(run_id, str(inputs_npz), "gate")
-        for name, directory in artifact_dirs.items():
-            client.log_artifacts(run_id, str(directory), f"runtimes/{name}")
-        if triton_dir is not None:
-            client.log_artifacts(run_id, str(triton_dir), "triton")
-        report.run_id = run_id
-        report_path = workdir / "report.json"
-        report_path.write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
-        client.log_artifact(run_id, str(report_path))
-        client.log_artifact(run_id, str(_plot(report, workdir / "latency.png")))
-        table: dict[str, list[Any]] = {"runtime": [], "status": [], "reason": [], "speedup": [], "throughput": []}
-        for batch in report.batches:
-            table[f"p50_ms_b{batch}"] = []
-            table[f"p99_ms_b{batch}"] = []
-        for row in report.rows:
-            table["runtime"].append(row.name)
-            table["status"].append(row.status)
-            table["reason"].append(row.reason)
-            table["speedup"].append(row.speedup)
-            table["throughput"].append(row.throughput)
-            for batch in report.batches:
-                table[f"p50_ms_b{batch}"].append(row.p50_ms.get(batch))
-                table[f"p99_ms_b{batch}"].append(row.p99_ms.get(batch))
-        client.log_table(run_id, table, "runtimes.json")
-        client.set_terminated(run_id, "FINISHED")
+        log_inputs(client, run_id, report, workdir, onnx_path, inputs_npz, artifact_dirs)
+        log_results(client, run_id, report, workdir, params, triton_dir)
     except BaseException:
-        report.run_id = None
-        with contextlib.suppress(Exception):  # best effort: the original error matters more
-            client.delete_run(run_id)
+        discard(client, report, run_id)
         raise
     return run_id
 
