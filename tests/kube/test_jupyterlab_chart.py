@@ -13,7 +13,7 @@ import yaml
 
 from chiml.cluster import GPU_NODE_LABEL, GPU_RESOURCE
 from chiml.images import load_catalog
-from chiml.kube import jobs, secrets
+from chiml.kube import incluster, jobs, secrets
 from chiml.kube.values import load_values
 from tests.chameleon.fakes import agent_labels
 
@@ -53,7 +53,7 @@ def env_of(docs: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_platform_addresses_and_secrets_are_the_platforms_own(tmp_path: Path) -> None:
     env = env_of(rendered(tmp_path))
-    assert env["MLFLOW_TRACKING_URI"]["value"] == jobs.in_cluster_mlflow_uri(HELM_DIR, NAMESPACE)
+    assert env["MLFLOW_TRACKING_URI"]["value"] == incluster.mlflow_uri(HELM_DIR, NAMESPACE)
     assert env["MLFLOW_S3_ENDPOINT_URL"]["value"] == f"http://{secrets.s3_endpoint_host(NAMESPACE)}"
     assert env["AWS_DEFAULT_REGION"]["value"] == secrets.S3_REGION
     made = {s.name: s for s in secrets.generate(NAMESPACE)}
@@ -114,8 +114,8 @@ def test_image_is_the_notebooks_variant_and_gpu_takes_its_cuda_build(tmp_path: P
     assert container(gpu)["image"] == catalog.ref("trainer", "notebooks-cuda")
     assert container(gpu)["resources"]["limits"][GPU_RESOURCE] == "1"
     # placed like a training Job that asks for a GPU (chiml.kube.jobs)
-    job = jobs.job_object(jobs.TrainJob(name="t", namespace=NAMESPACE, script="s.py", code=b"", env={},
-                                        image="i", gpus=1))["spec"]["template"]["spec"]
+    job = jobs.job_object(jobs.JobPlan(name="t", namespace=NAMESPACE, kind="train", image="i", command=["python"],
+                                       gpus=1))["spec"]["template"]["spec"]
     assert pod["runtimeClassName"] == job["runtimeClassName"]
     assert pod["nodeSelector"] == job["nodeSelector"] == {GPU_NODE_LABEL: "true"}
     assert all(toleration in pod["tolerations"] for toleration in job["tolerations"])

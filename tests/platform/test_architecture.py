@@ -18,6 +18,7 @@ FOUNDATION = {"chiml", "errors", "progress", "plan", "sites", "config", "state",
 MAY_PRINT = {
     "chiml/cli",  # the only renderer
     "chiml/lifecycle/runner.py", "chiml/lifecycle/worker.py", "chiml/local/exec_program.py",  # child processes
+    "chiml/lifecycle/supervise.py", "chiml/optimize/bench_pod.py",  # a Job pod's program (its log is the run's)
     "chiml/frameworks/__init__.py",  # the probe it runs in a child interpreter prints its answer
     "chiml/local/kernelspec.py",  # a script the trainer image's build runs (services/trainer/Dockerfile)
 }  # fmt: skip

@@ -23,7 +23,7 @@ def test_every_command_module_is_registered_once() -> None:
     groups = [group.name for group in app.registered_groups]
     assert names[:6] == ["up", "down", "status", "logs", "smoke", "version"]
     assert names.index("train") < names.index("tune") < names.index("optimize") < names.index("deploy")
-    assert groups == ["models", "endpoints", "lease", "images", "frameworks"]
+    assert groups == ["runs", "models", "endpoints", "lease", "images", "frameworks"]
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,9 @@ def test_example_config_is_valid_and_documents_every_section():
         ({"local": {"endpoint_ports": "9200-9100"}}, "local.endpoint_ports: Value error, must be LOW-HIGH"),
         ({"local": {"ports": {"mlflow": 6006}}}, "both 6006"),
         ({"local": {"host": "0.0.0.0"}}, "local.host"),
+        # a key that would break the line is quoted (found by the fuzzing in tests/reliability)
+        ({"\n": 1}, "chiml.yaml: '\\n': Extra inputs are not permitted"),
+        ({"local": {"a\tb": 1}}, "local.'a\\tb': Extra inputs"),
     ],
 )
 def test_bad_values_name_the_field(document, expected):

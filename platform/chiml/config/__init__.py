@@ -57,7 +57,9 @@ class LoadedConfig:
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line: the first failing field's dotted path and pydantic's message."""
     first = err.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    # a key is shown as written unless it holds what would break the line (repr: '\n' -> "'\\n'")
+    location = ".".join(str(part) if str(part).isprintable() and str(part) else repr(part)
+                        for part in first["loc"]) or "(top level)"
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: {location}: {first['msg']}{more}"
 

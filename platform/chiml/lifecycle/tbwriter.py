@@ -10,7 +10,7 @@ names are known.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+log = logging.getLogger(__name__)
 
 HParamValue = int | float | str | bool
 
@@ -42,9 +44,10 @@ class TBWriter:
         except Exception as err:
             if isinstance(self.logdir, Path):
                 raise
-            # the run goes on: its metrics still reach MLflow
-            print(f"chiml: no TensorBoard events for this run: cannot write to {self.logdir} "
-                  f"({type(err).__name__}: {err})", file=sys.stderr, flush=True)
+            # the run goes on: its metrics still reach MLflow. (Python's last-resort handler shows
+            # a warning on stderr in a training process that configured no logging.)
+            log.warning("chiml: no TensorBoard events for this run: cannot write to %s (%s: %s)",
+                        self.logdir, type(err).__name__, err)
 
     def scalar(self, tag: str, value: float, step: int | None = None, wall_time: float | None = None) -> None:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
