@@ -55,7 +55,7 @@ typecheck: install ## mypy (strict, config in pyproject.toml) on the control pla
 
 test: install tools frameworks typecheck ## the whole test suite (unit, integration, local end-to-end, every framework example)
 	$(BIN)/ruff check platform services tests smoke_tests examples benchmarks scripts
-	$(BIN)/python -m pytest -m "not slow" --timeout=900
+	$(BIN)/python -m pytest -m "not slow" --timeout=900 --durations=40
 
 test-slow: install tools ## long end-to-end suites
 	$(BIN)/python -m pytest -m slow --timeout=1800
