@@ -135,6 +135,46 @@ def test_trainer_image_comes_from_the_catalog(monkeypatch: pytest.MonkeyPatch) -
     assert trainer_image("registry.example/t:1", 1) == "registry.example/t:1"
 
 
+@pytest.mark.parametrize(
+    ("example", "cpu", "gpu"),
+    [
+        ("digits_torch", None, "cuda"),  # torch and scikit-learn: the base image
+        ("xgboost_tabular", "classic", "classic-cuda"),
+        ("keras_digits", "tensorflow", "tensorflow-cuda"),
+        ("jax_digits", "jax", "jax-cuda"),
+        ("transformers_text", "torch", "torch-cuda"),
+        ("lightning_digits", "torch", "torch-cuda"),
+    ],
+)
+def test_a_jobs_trainer_variant_has_what_its_code_imports(example: str, cpu: str | None, gpu: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from chiml.lifecycle.cluster import trainer_image
+
+    monkeypatch.delenv("CHIML_IMAGE_REGISTRY", raising=False)
+    catalog = load_catalog()
+    code = jobs.package_folder(REPO / "examples" / example, 10 * 2**20)
+    assert trainer_image(None, 0, code) == catalog.ref("trainer", cpu)
+    assert trainer_image(None, 1, code) == catalog.ref("trainer", gpu)
+    assert trainer_image("registry.example/t:1", 1, code) == "registry.example/t:1"  # training.image wins
+
+
+def test_every_trainer_variant_a_job_may_take_is_in_the_catalog() -> None:
+    from chiml.frameworks import CODE_GROUPS, groups_imported
+    from chiml.lifecycle.cluster import trainer_variant
+
+    variants = {variant.name for variant in load_catalog().get("trainer").variants}
+    choices = [set(), *({group} for group in CODE_GROUPS), set(CODE_GROUPS)]
+    for groups in choices:
+        for gpus in (0, 1):
+            chosen = trainer_variant(groups, gpus)
+            assert chosen is None or chosen in variants, (groups, gpus)
+    # two groups imported: the variant holding every group
+    assert trainer_variant({"classic", "jax"}, 0) == "notebooks"
+    sources = ["import xgboost as xgb\nfrom lightning.pytorch import Trainer\n", "import os\nfrom . import local\n",
+               "def broken(:\n"]
+    assert groups_imported(sources) == {"classic", "torch"}
+
+
 def test_indexed_job_for_parallel_workers_fails_at_once_on_a_configuration_error() -> None:
     spec = jobs.job_object(make_job(workers=4, retries=6, fatal_exit_codes=(2,), container="worker"))["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)

@@ -13,9 +13,11 @@ takes seconds and grabs devices, which the CLI process should not do.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +32,34 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "jax": ("jax", "flax", "optax"),
     "notebooks": ("jupyterlab", "nbclient", "ipykernel"),
 }
+
+
+#: import names that belong to a group but are not its GROUPS entry (older or alternative names).
+_ALSO_IMPORTED: dict[str, str] = {"pytorch_lightning": "torch", "tf_keras": "tensorflow", "tf2onnx": "tensorflow",
+                                  "onnxmltools": "classic", "jaxlib": "jax"}
+#: the groups a training Job's image can hold (notebooks adds JupyterLab: not chosen for code)
+CODE_GROUPS = ("classic", "torch", "tensorflow", "jax")
+
+
+def groups_imported(sources: Iterable[str]) -> set[str]:
+    """The framework groups whose modules the given Python sources import (``base`` frameworks
+    and unparsable files count for nothing: the image's own import error says the rest)."""
+    owner = {name: group for group in CODE_GROUPS for name in GROUPS[group]} | _ALSO_IMPORTED
+    found: set[str] = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found.update(owner[top] for top in (name.split(".", 1)[0] for name in names) if top in owner)
+    return found
 
 
 def requirements_dir() -> Path:

@@ -17,6 +17,7 @@ import base64
 import fnmatch
 import io
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -125,6 +126,16 @@ def packed_files(code: bytes) -> list[str]:
     """The file names in a package made by :func:`package_folder`."""
     with tarfile.open(fileobj=io.BytesIO(code), mode="r:gz") as archive:
         return sorted(archive.getnames())
+
+
+def packed_sources(code: bytes) -> Iterator[str]:
+    """The text of every ``.py`` file in a package made by :func:`package_folder`."""
+    with tarfile.open(fileobj=io.BytesIO(code), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            if member.isfile() and member.name.endswith(".py"):
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    yield handle.read().decode("utf-8", errors="replace")
 
 
 # ----------------------------------------------------------------- objects

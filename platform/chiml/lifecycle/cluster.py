@@ -97,13 +97,31 @@ def script_in_folder(target: str, cwd: Path) -> tuple[str, Path]:
     return target, cwd
 
 
-def trainer_image(configured: str | None, gpus: int) -> str:
-    """``training.image``, else the trainer of services/images.yaml (its CUDA variant for GPU pods)."""
+def trainer_variant(groups: set[str], gpus: int) -> str | None:
+    """The trainer image variant (services/images.yaml) for code importing these framework groups.
+
+    None of them: the base image (torch, scikit-learn); one: that group's variant; several: the
+    notebooks variant, which holds every group. GPU pods take the variant's CUDA build."""
+    from chiml.frameworks import CODE_GROUPS
+
+    chosen = sorted(groups & set(CODE_GROUPS))
+    variant = None if not chosen else chosen[0] if len(chosen) == 1 else "notebooks"
+    if gpus > 0:
+        return f"{variant}-cuda" if variant else "cuda"
+    return variant
+
+
+def trainer_image(configured: str | None, gpus: int, code: bytes | None = None) -> str:
+    """``training.image``, else the trainer of services/images.yaml that has the frameworks the
+    packed ``code`` imports (its CUDA build for GPU pods). An XGBoost script in the base image
+    would fail at its first import; a script of plain torch should not pull TensorFlow."""
     if configured:
         return configured
+    from chiml.frameworks import groups_imported
     from chiml.images import load_catalog
 
-    return load_catalog().ref("trainer", "cuda" if gpus > 0 else None)
+    groups = groups_imported(jobs.packed_sources(code)) if code else set()
+    return load_catalog().ref("trainer", trainer_variant(groups, gpus))
 
 
 def code_job(training: Any, *, name: str, namespace: str, kind: str, container: str, command: list[str],
@@ -113,7 +131,7 @@ def code_job(training: Any, *, name: str, namespace: str, kind: str, container: 
     (``spec`` sets the rest: cpu, timeout, workers, retries...)."""
     return jobs.JobPlan(
         name=name, namespace=namespace, kind=kind, container=container,
-        image=image or trainer_image(training.image, gpus),
+        image=image or trainer_image(training.image, gpus, code),
         command=command, args=args, env=env, secret_env=secret_env, code=code,
         requirements=jobs.REQUIREMENTS in jobs.packed_files(code),
         gpus=gpus, memory=training.memory, cpu_limit=training.cpu_limit, ttl_seconds=training.ttl_seconds,
