@@ -106,7 +106,7 @@ def prepare(*, flavor: str, model_dir: Path, inputs: list[InputSpec], sample: di
     say(f"exporting the {flavor} model to ONNX")
     exported = export(flavor, model_dir, inputs, sample, workdir / "onnx")
     inputs_npz = workdir / "gate-inputs.npz"
-    np.savez(inputs_npz, **sample)
+    np.savez(inputs_npz, **sample)  # type: ignore[arg-type]  # numpy types **kwds as its allow_pickle: bool
     report = OptimizeReport(model_uri=model_uri, model_name=model_name, model_version=model_version,
                             objective=objective, threads=settings.threads, batches=list(settings.batches), rows=[],
                             onnx={"opset": exported.opset, "ir_version": exported.ir_version,
