@@ -37,8 +37,13 @@ def free_port_range(size: int = 20) -> str:
     raise RuntimeError("no free port range")
 
 
+# What the tests' platforms run unless a test asks for more: JupyterLab costs every `up` seconds
+# of CPU on the 2-core CI machine and only its own tests (and the session platform) need it.
+TEST_SERVICES = ["mlflow", "optuna_dashboard", "tensorboard"]
+
+
 def write_local_config(directory: Path, **local_overrides: object) -> Path:
-    """A chiml.yaml for the local profile on free ports."""
+    """A chiml.yaml for the local profile on free ports (``services`` defaults to TEST_SERVICES)."""
     ports = {
         "mlflow": free_port(),
         "optuna_dashboard": free_port(),
@@ -46,7 +51,7 @@ def write_local_config(directory: Path, **local_overrides: object) -> Path:
         "postgresql": free_port(),
         "jupyterlab": free_port(),
     }
-    local = {"ports": ports, "endpoint_ports": free_port_range(), **local_overrides}
+    local = {"ports": ports, "endpoint_ports": free_port_range(), "services": TEST_SERVICES, **local_overrides}
     path = directory / "chiml.yaml"
     path.write_text(yaml.safe_dump({"profile": "local", "local": local}), encoding="utf-8")
     return path
@@ -56,9 +61,10 @@ def write_local_config(directory: Path, **local_overrides: object) -> Path:
 def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A running local platform (SQLite backend) shared by every e2e test of the session."""
     from chiml import Platform
+    from chiml.config.local import LocalConfig
 
     directory = tmp_path_factory.mktemp("platform")
-    config = write_local_config(directory)
+    config = write_local_config(directory, services=LocalConfig().services)  # every service, JupyterLab too
     saved = os.environ.pop("CHIML_HOME", None)
     platform = Platform.connect(config=config)
     try:

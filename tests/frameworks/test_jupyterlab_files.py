@@ -15,7 +15,7 @@ from tests.conftest import write_local_config
 
 def test_files_token_and_program(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("CHIML_HOME", raising=False)
-    loaded = load_config(write_local_config(tmp_path))
+    loaded = load_config(write_local_config(tmp_path, services=["mlflow", "jupyterlab"]))
     jupyterlab.write_files(loaded)
     token = jupyterlab.token(loaded.home)
     assert token == jupyterlab.token(loaded.home)  # generated once

@@ -106,7 +106,8 @@ def test_every_ui_and_endpoint_asks_for_a_login(tmp_path: Path):
     for login, settings in _auth().items():
         assert middlewares[settings["middleware"]]["secret"] == settings["secret"], login
     ingresses = [d for docs in rendered.values() for d in docs if d["kind"] == "Ingress"]
-    assert len(ingresses) == 2  # optuna-dashboard, tensorboard
+    # our charts' UIs: each behind the UI login (JupyterLab also asks for its own token)
+    assert sorted(i["metadata"]["name"] for i in ingresses) == ["jupyterlab", "optuna-dashboard", "tensorboard"]
     for ingress in ingresses:
         annotations = ingress["metadata"].get("annotations") or {}
         assert annotations.get("traefik.ingress.kubernetes.io/router.middlewares") == _middleware("chiml", "ui"), (

@@ -115,3 +115,50 @@ def test_a_front_without_a_live_replica_is_unreachable(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _cutting_server(cuts: int) -> tuple[int, list[bytes]]:
+    """A loopback HTTP server whose first ``cuts`` answers stop after the headers (a replica killed
+    while writing), then answers whole; it records each request line."""
+    import socket
+    import threading
+
+    seen: list[bytes] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    body = b'{"model_name": "digits", "outputs": []}'
+
+    def serve() -> None:
+        for count in range(cuts + 1):
+            conn, _ = listener.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                head, _, rest = request.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length")), b"0"))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                seen.append(head.split(b"\r\n")[0])
+                headers = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+                conn.sendall(headers + (body[:5] if count < cuts else body))
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], seen
+
+
+def test_an_answer_cut_off_by_a_dying_replica_is_asked_again_once() -> None:
+    port, seen = _cutting_server(cuts=1)
+    answer = infer_json(f"http://127.0.0.1:{port}", "digits", {"inputs": []}, timeout=10)
+    assert answer == {"model_name": "digits", "outputs": []}
+    assert seen == [b"POST /v2/models/digits/infer HTTP/1.1"] * 2
+
+
+def test_an_answer_cut_off_twice_is_one_unreachable_line() -> None:
+    port, seen = _cutting_server(cuts=2)
+    with pytest.raises(UnreachableError, match=r"endpoint digits is not answering .*RemoteProtocolError"):
+        infer_json(f"http://127.0.0.1:{port}", "digits", {"inputs": []}, timeout=10)
+    assert len(seen) == 2  # asked twice, not more

@@ -72,9 +72,19 @@ def endpoint_auth(backend: EndpointBackend) -> Auth:
     return backend.auth()
 
 
+def _request(method: str, url: str, timeout: float, json: Any, auth: Auth) -> httpx.Response:
+    """One exchange, sent again once when the answer was cut off: a replica killed while writing
+    its response has already sent the headers, so neither the front nor KServe's ingress can
+    replay it. Inference and metadata reads have no side effect, so repeating them is safe."""
+    try:
+        return httpx.request(method, url, json=json, timeout=timeout, auth=auth)
+    except httpx.RemoteProtocolError:
+        return httpx.request(method, url, json=json, timeout=timeout, auth=auth)
+
+
 def _send(method: str, url: str, name: str, timeout: float, json: Any = None, auth: Auth = None) -> dict[str, Any]:
     try:
-        response = httpx.request(method, url, json=json, timeout=timeout, auth=auth)
+        response = _request(method, url, timeout, json, auth)
     except httpx.TimeoutException:
         raise UnreachableError(f"endpoint {name} did not answer within {timeout:.0f}s ({url})") from None
     except httpx.HTTPError as err:
