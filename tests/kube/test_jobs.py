@@ -383,3 +383,46 @@ def test_fake_job_fails_at_once_on_a_pod_failure_policy_exit_code() -> None:
     assert job["status"]["conditions"][-1]["reason"] == "PodFailurePolicy"
     assert "exit code 2 matching FailJob rule" in job["status"]["conditions"][-1]["message"]
     assert job["status"]["failed"] <= 2  # no retries
+
+
+# Python 3.11.2's tarfile, as far as UNPACK can tell: no data_filter, no `filter=` argument
+OLD_TARFILE = (
+    "import tarfile; del tarfile.data_filter; _extract = tarfile.TarFile.extractall; "
+    "tarfile.TarFile.extractall = lambda self, path='.', members=None, *, numeric_owner=False: "
+    "_extract(self, path, members, numeric_owner=numeric_owner, filter='fully_trusted'); "
+)
+
+
+@pytest.mark.parametrize("old_python", [False, True], ids=["data-filter", "python-3.11.2"])
+def test_the_init_containers_unpack_command_works_with_and_without_tarfiles_data_filter(
+        tmp_path: Path, old_python: bool) -> None:
+    """The trainer image's Python runs UNPACK; Debian 12's 3.11.2 has no `filter=` (found by the
+    image test on the bookworm stand-in base). Without it, only relative plain files and folders."""
+    import subprocess
+    import sys
+
+    prelude = OLD_TARFILE if old_python else ""
+
+    def unpack(archive: Path, target: Path) -> None:
+        target.mkdir()
+        result = subprocess.run([sys.executable, "-c", prelude + jobs.UNPACK, str(archive), str(target)],
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+
+    code = jobs.package_folder(REPO / "examples" / "digits_torch", 10 * 2**20)
+    (tmp_path / "code.tar.gz").write_bytes(code)
+    unpack(tmp_path / "code.tar.gz", tmp_path / "workspace")
+    assert sorted(str(p.relative_to(tmp_path / "workspace")) for p in (tmp_path / "workspace").rglob("*")
+                  if p.is_file()) == jobs.packed_files(code)
+    # two members package_folder never makes: neither may land outside the folder
+    with tarfile.open(tmp_path / "hostile.tar", "w") as tar:
+        for name in ("../escaped.txt", f"{tmp_path}/absolute.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"no"))
+    (tmp_path / "hostile").mkdir()
+    refused = subprocess.run([sys.executable, "-c", prelude + jobs.UNPACK, str(tmp_path / "hostile.tar"),
+                              str(tmp_path / "hostile")], capture_output=True, text=True, check=False)
+    # the data filter refuses the archive (an error), the fallback skips the two members
+    assert refused.returncode != 0 if not old_python else refused.returncode == 0, refused.stderr
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "absolute.txt").exists()

@@ -216,8 +216,15 @@ def _env(job: JobPlan) -> list[dict[str, Any]]:
 
 
 # The init container unpacks with Python's tarfile 'data' filter: no absolute paths, no links
-# out of the folder, no device files (the trainer image has no tar binary guarantee).
-UNPACK = "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')"
+# out of the folder, no device files (the trainer image has no tar binary guarantee). Pythons
+# before 3.11.4 (Debian 12's 3.11.2, an image built on it) lack the filter: there only plain
+# files and folders with relative names and no '..' are unpacked (package_folder makes no other).
+UNPACK = (
+    "import sys, tarfile; t = tarfile.open(sys.argv[1]); "
+    "t.extractall(sys.argv[2], filter='data') if hasattr(tarfile, 'data_filter') else "
+    "t.extractall(sys.argv[2], [m for m in t if (m.isfile() or m.isdir()) and not m.name.startswith('/') "
+    "and '..' not in m.name.split('/')])"
+)
 
 
 def _init_containers(job: JobPlan) -> list[dict[str, Any]]:
