@@ -411,7 +411,7 @@ class FakeJobCluster:
 
     def __init__(self, core: FakeCoreV1Api, jobs: dict[tuple[str, str], dict[str, Any]],
                  script: PodScript | None = None, services: dict[str, str] | None = None,
-                 grace_s: float = 5.0) -> None:
+                 grace_s: float = 20.0) -> None:
         self.core = core
         self.jobs = jobs
         self.script = script or PodScript()
@@ -717,6 +717,8 @@ class ProcessKubelet:
         if thread is None:
             return
         entry["deleted"] = True
+        # the pod's grace period, capped by grace_s (20 s): a worker that fails its trial on SIGTERM
+        # took over 5 s on a loaded 2-core CI machine; a process that ignores SIGTERM costs the cap
         grace = min(float(entry["pod"]["spec"].get("terminationGracePeriodSeconds", 30)), self.grace_s)
         for process in list(entry["processes"].values()):
             if process.poll() is None:
@@ -926,7 +928,7 @@ class FakeBatchV1Api:
     for Jobs is to orphan the pods."""
 
     def __init__(self, core: FakeCoreV1Api, script: PodScript | None = None, services: dict[str, str] | None = None,
-                 grace_s: float = 5.0) -> None:
+                 grace_s: float = 20.0) -> None:
         self.core = core
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []  # every Job accepted, for inspection

@@ -39,7 +39,7 @@ class Cluster:
     """The fake API server with the platform's namespace and Secrets, and the site chiml uses."""
 
     def __init__(self, script: PodScript, gpu_nodes: int = 0, services: dict[str, str] | None = None,
-                 grace_s: float = 5.0) -> None:
+                 grace_s: float = 20.0) -> None:
         self.core = FakeCoreV1Api()
         self.core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=NAMESPACE)))
         ensure_platform_secrets(KubeApi(core=self.core, custom=None), NAMESPACE)
