@@ -189,14 +189,13 @@ def run_study_on_cluster(
         args=list(args or []), gpus=gpus, retries=max_restarts if max_restarts is not None else 2 + workers,
         heartbeat=heartbeat,
     )
+    code = jobs.package_folder(folder, training.code_limit_bytes)
     if dry_run:
         site = site or cluster.cluster_site(platform, connect=False)
         settings["experiment"] = experiment or training.experiment
-        plan = build(platform, site, session, code=jobs.package_folder(folder, training.code_limit_bytes),
-                     settings=settings, experiment=settings["experiment"], experiment_id=DRY_RUN_ID,
-                     parent_run_id=DRY_RUN_ID)
+        plan = build(platform, site, session, code=code, settings=settings, experiment=settings["experiment"],
+                     experiment_id=DRY_RUN_ID, parent_run_id=DRY_RUN_ID)
         return jobs.objects(plan)
-    code = jobs.package_folder(folder, training.code_limit_bytes)
     site = site or cluster.cluster_site(platform)
     mlflow_client.configure_client_env()
     client = mlflow_client.connect(platform)
