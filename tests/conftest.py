@@ -39,7 +39,15 @@ def free_port_range(size: int = 20) -> str:
 
 # What the tests' platforms run unless a test asks for more: JupyterLab costs every `up` seconds
 # of CPU on the 2-core CI machine and only its own tests (and the session platform) need it.
-TEST_SERVICES = ["mlflow", "optuna_dashboard", "tensorboard"]
+def _test_services() -> list[str]:
+    from typing import get_args
+
+    from chiml.config.local import UIService
+
+    return [name for name in get_args(UIService) if name != "jupyterlab"]
+
+
+TEST_SERVICES = _test_services()
 
 
 def write_local_config(directory: Path, **local_overrides: object) -> Path:
